@@ -1,0 +1,52 @@
+"""ssl_kit's built-in components, registered through the same hooks as any plugin."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ssl_kit.plugins import hookimpl
+
+Register = Callable[..., Any]
+
+
+@hookimpl
+def register_methods(register: Register) -> None:
+    from ssl_kit.methods.simclr import SimCLR, SimCLRConfig
+
+    register("simclr", SimCLR, config=SimCLRConfig)
+
+
+@hookimpl
+def register_backbones(register: Register) -> None:
+    from ssl_kit import backbones as b
+
+    register("resnet18", b.resnet18, config=b.ResNetConfig)
+    register("resnet34", b.resnet34, config=b.ResNetConfig)
+    register("resnet50", b.resnet50, config=b.ResNetConfig)
+    register("timm", b.timm_backbone, config=b.TimmConfig)
+    register("convnet", b.ConvNet, config=b.ConvNetConfig)
+
+
+@hookimpl
+def register_datasets(register: Register) -> None:
+    from ssl_kit.data import sources as s
+
+    register("digits", s.digits, config=s.DigitsConfig)
+    register("fake", s.fake, config=s.FakeConfig)
+    register("image_folder", s.image_folder, config=s.ImageFolderConfig)
+
+
+@hookimpl
+def register_evaluators(register: Register) -> None:
+    from ssl_kit.eval import evaluators as e
+
+    register("knn", e.KNNEvaluator, config=e.KNNConfig)
+    register("linear", e.LinearEvaluator, config=e.LinearConfig)
+
+
+@hookimpl
+def register_view_presets(register: Register) -> None:
+    from ssl_kit.data.views import BUILTIN_PRESETS
+
+    for name, factory in BUILTIN_PRESETS.items():
+        register(name, factory)

@@ -1,0 +1,109 @@
+"""Command line: ``python -m ssl_kit RECIPE [key=value ...]`` and subcommands.
+
+    python -m ssl_kit RECIPE [section.key=value ...]    train (same as 'train RECIPE ...')
+    python -m ssl_kit validate RECIPE [overrides]       check a recipe without training
+    python -m ssl_kit plugins [--json]                  installed plugins and what they provide
+    python -m ssl_kit recipes [--json]                  registered recipes
+    python -m ssl_kit describe [--all]                  reference of every recipe key (markdown)
+
+User mistakes print one line ``error: ...`` and exit with code 2; bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+from ssl_kit.errors import UserError
+
+SUBCOMMANDS = ("train", "validate", "plugins", "recipes", "describe")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ssl_kit",
+        description="Self-supervised representation learning. Run a recipe: "
+        "python -m ssl_kit RECIPE [section.key=value ...]",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in (("train", "train, evaluate and export a recipe"),
+                            ("validate", "validate a recipe and print it resolved")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("recipe", help="recipe file (recipes/x.toml) or registered recipe name")
+        p.add_argument("overrides", nargs="*", metavar="section.key=value", help="override recipe keys")
+    p = sub.add_parser("plugins", help="list plugin distributions and their components")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser("recipes", help="list registered recipes")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser("describe", help="print the reference of every recipe table and component (markdown)")
+    p.add_argument("--all", action="store_true", help="include the components of installed plugins")
+    return parser
+
+
+def cmd_plugins(as_json: bool) -> None:
+    from ssl_kit.plugins import get_registry
+
+    registry = get_registry()
+    if as_json:
+        print(json.dumps([p.as_dict() for p in registry.plugins], indent=2))
+        return
+    for p in registry.plugins:
+        status = p.status if p.status != "failed" else f"failed: {p.error}"
+        print(f"{p.distribution} {p.version} (entry point '{p.name}'): {status}")
+        for kind, names in p.provides.items():
+            print(f"  {kind:13s} {', '.join(sorted(names))}")
+
+
+def cmd_recipes(as_json: bool) -> None:
+    from ssl_kit.plugins import get_registry
+
+    registry = get_registry()
+    rows = [
+        {"name": n, "path": str(registry.get("recipes", n).factory), "plugin": registry.get("recipes", n).plugin.distribution}
+        for n in registry.names("recipes")
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        print(f"{row['name']:28s} {row['plugin']:24s} {row['path']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
+        argv.insert(0, "train")
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    warnings.filterwarnings("default", category=UserWarning, module="ssl_kit")
+    try:
+        if args.command == "plugins":
+            cmd_plugins(args.json)
+        elif args.command == "recipes":
+            cmd_recipes(args.json)
+        elif args.command == "describe":
+            from ssl_kit.docs import reference_markdown
+
+            print(reference_markdown(plugins=args.all), end="")
+        else:
+            from ssl_kit.recipe import dumps_toml, load_recipe
+
+            recipe = load_recipe(args.recipe, args.overrides)
+            if args.command == "validate":
+                print(dumps_toml(recipe.resolved()), end="")
+                print(f"# {recipe.source}: valid", file=sys.stderr)
+            else:
+                from ssl_kit.trainer import train
+
+                train(recipe)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

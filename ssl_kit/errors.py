@@ -1,0 +1,37 @@
+"""User-facing errors.
+
+Anything the user can fix (a recipe key, a file, a component name) raises :class:`UserError` (or a
+subclass). The CLI prints its message on one line and exits with code 2, without a traceback.
+Internal bugs raise ordinary exceptions and keep their traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line, exit code 2."""
+
+
+class RecipeError(UserError):
+    """A recipe (file or override) is malformed or invalid."""
+
+
+class PluginError(UserError):
+    """A plugin failed to load, or two plugins claim one component name."""
+
+
+class DataError(UserError):
+    """A dataset or data file cannot be read."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint or export cannot be read."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` for the closest choice, or an empty string."""
+    matches = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" Did you mean '{matches[0]}'?" if matches else ""

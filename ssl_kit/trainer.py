@@ -1,0 +1,284 @@
+"""The one training loop, on ``accelerate.Accelerator``. Reads top to bottom:
+
+build (seeded) -> data and views -> optimizer and schedule -> loop -> evaluate -> export.
+
+Run directory (``train.output_dir``, default ``runs/<recipe name>``)::
+
+    recipe.toml        the resolved recipe (every default filled in); re-runnable as is
+    log.jsonl          one JSON object per log line: step, epoch, loss, metrics, lr, images/s
+    results.json       evaluation results, protocols, data split, wall time
+    results.md         the results table in markdown
+    export/            model.safetensors + config.json of the evaluated encoder
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ssl_kit.config import build_config
+from ssl_kit.data.views import (
+    EpochBatchSampler,
+    MultiViewDataset,
+    ViewContext,
+    ViewSpec,
+    build_transform,
+)
+from ssl_kit.errors import UserError
+from ssl_kit.plugins import get_registry
+from ssl_kit.recipe import Recipe, dumps_toml
+
+
+# --- building ----------------------------------------------------------------------------------
+def build_dataset(recipe: Recipe, split: str) -> Any:
+    comp = get_registry().get("datasets", recipe.data.name)
+    return comp.factory(recipe.dataset, split)
+
+
+def build_method(recipe: Recipe, channels: int) -> nn.Module:
+    """Backbone + method, initialised from ``train.seed`` (so a rebuild gives the same weights)."""
+    registry = get_registry()
+    torch.manual_seed(recipe.train.seed)
+    backbone_cfg = recipe.backbone
+    if backbone_cfg is not None and getattr(backbone_cfg, "in_channels", 0) is None:
+        backbone_cfg.in_channels = channels
+    backbone = registry.get("backbones", recipe.backbone_name).factory(backbone_cfg)
+    if not hasattr(backbone, "num_features"):
+        raise UserError(f"backbone '{recipe.backbone_name}' has no 'num_features' attribute")
+    return registry.get("methods", recipe.method_name).factory(backbone, recipe.method)
+
+
+def view_spec(method: nn.Module, recipe: Recipe) -> ViewSpec:
+    """The method's views with the recipe's ``[views]`` table on top."""
+    base = method.view_spec() if hasattr(method, "view_spec") else getattr(method, "views", ViewSpec())
+    values = {**{k: getattr(base, k) for k in base.__dataclass_fields__}, **recipe.views}
+    return build_config(ViewSpec, values, f"{recipe.source}: [views]")
+
+
+def build_view_dataset(dataset: Any, spec: ViewSpec, seed: int) -> MultiViewDataset:
+    registry = get_registry()
+    preset = registry.get("view_presets", spec.preset).factory
+    channels = getattr(dataset, "channels", 3)
+    size = spec.global_size or getattr(dataset, "image_size", None)
+    if size is None:
+        raise UserError("[views] global_size is needed: the dataset does not tell its image size")
+    local_size = spec.local_size or max(1, int(size * 3 / 7))
+    mean, std = (getattr(dataset, "mean", None), getattr(dataset, "std", None)) if spec.normalize else (None, None)
+
+    def transforms(kind: str, count: int, size: int, scale: tuple[float, float]) -> list:
+        return [build_transform(preset(ViewContext(kind, v, size, scale, channels)), mean, std) for v in range(count)]
+
+    return MultiViewDataset(
+        dataset,
+        transforms("global", spec.global_views, size, spec.global_scale),
+        transforms("local", spec.local_views, local_size, spec.local_scale),
+        seed,
+    )
+
+
+def eval_transform(dataset: Any, spec: ViewSpec) -> Any:
+    """No augmentation: resize to the global view size and normalise as training did."""
+    from ssl_kit.data.views import preset_none
+
+    size = spec.global_size or dataset.image_size
+    channels = getattr(dataset, "channels", 3)
+    mean, std = (getattr(dataset, "mean", None), getattr(dataset, "std", None)) if spec.normalize else (None, None)
+    return build_transform(preset_none(ViewContext("global", 0, size, (1.0, 1.0), channels)), mean, std)
+
+
+def param_groups(method: nn.Module, weight_decay: float, exclude_bias_norm: bool) -> list[dict[str, Any]]:
+    """The method's own groups, or decay / no-decay groups (biases and norm parameters)."""
+    own = method.param_groups() if hasattr(method, "param_groups") else None
+    if own is not None:
+        return own
+    if not exclude_bias_norm:
+        return [{"params": [p for p in method.parameters() if p.requires_grad]}]
+    decay, no_decay = [], []
+    for module in method.modules():
+        is_norm = isinstance(module, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm))
+        for name, p in module.named_parameters(recurse=False):
+            if p.requires_grad:
+                (no_decay if is_norm or name == "bias" or p.ndim <= 1 else decay).append(p)
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(method: nn.Module, recipe: Recipe, lr: float) -> torch.optim.Optimizer:
+    o = recipe.optim
+    groups = param_groups(method, o.weight_decay, o.exclude_bias_norm)
+    if o.name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
+    if o.name == "adam":
+        return torch.optim.Adam(groups, lr=lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+    if o.name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+    from timm.optim import Lars
+
+    return Lars(
+        groups, lr=lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay,
+        trust_coeff=o.lars_eta, trust_clip=o.lars_trust_clip,
+    )
+
+
+def lr_factor(step: int, total: int, warmup: int, start_factor: float, min_factor: float, schedule: str) -> float:
+    """Multiplier of the peak lr at optimizer step ``step`` (0-based): linear warm-up from
+    ``start_factor``, then cosine down to ``min_factor`` (or constant)."""
+    if step < warmup:
+        return start_factor + (1.0 - start_factor) * step / warmup
+    if schedule == "constant" or total <= warmup:
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def resolve_precision(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+# --- the run -----------------------------------------------------------------------------------
+def train(recipe: Recipe) -> dict[str, Any]:
+    """Train, evaluate and export as the recipe says; returns the results dict."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    started = time.time()
+    accelerator = Accelerator(mixed_precision=resolve_precision(recipe.train.precision))
+    world, rank = accelerator.num_processes, accelerator.process_index
+    run_dir = Path(recipe.train.output_dir.format(name=recipe.name))
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "recipe.toml").write_text(dumps_toml(recipe.resolved()))
+    say = accelerator.print
+
+    dataset = build_dataset(recipe, recipe.data.train_split)
+    channels = getattr(dataset, "channels", 3)
+    method = build_method(recipe, channels)
+    spec = view_spec(method, recipe)
+    global_batch = recipe.data.batch_size
+    if global_batch % world:
+        raise UserError(f"[data] batch_size {global_batch} is not divisible by the {world} processes")
+    if len(dataset) < global_batch:
+        raise UserError(
+            f"[data] batch_size {global_batch} is larger than the training split ({len(dataset)} images)"
+        )
+    accumulation = recipe.train.grad_accumulation
+    batches_per_epoch = len(dataset) // global_batch
+    steps_per_epoch = batches_per_epoch // accumulation
+    if steps_per_epoch == 0:
+        raise UserError(
+            f"[train] grad_accumulation {accumulation} exceeds the {batches_per_epoch} batches of an epoch"
+        )
+    max_steps = steps_per_epoch * recipe.train.epochs
+    if recipe.train.max_steps is not None:
+        max_steps = min(max_steps, recipe.train.max_steps)
+
+    o = recipe.optim
+    effective_batch = global_batch * accumulation
+    lr = o.lr * effective_batch / 256 if o.lr_scaling == "linear" else o.lr
+    optimizer = build_optimizer(method, recipe, lr)
+    warmup = round(o.warmup_epochs * steps_per_epoch)
+    factor = lambda s: lr_factor(s, max_steps, warmup, o.warmup_start_lr / lr, o.min_lr / lr, o.schedule)  # noqa: E731
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    method, optimizer = accelerator.prepare(method, optimizer)
+    core = accelerator.unwrap_model(method)
+
+    sampler = EpochBatchSampler(
+        len(dataset), global_batch, recipe.train.seed, recipe.train.epochs, rank, world,
+        start_step=0,
+    )
+    loader = torch.utils.data.DataLoader(
+        build_view_dataset(dataset, spec, recipe.train.seed),
+        batch_sampler=sampler,
+        num_workers=recipe.data.num_workers,
+        pin_memory=recipe.data.pin_memory,
+        persistent_workers=recipe.data.persistent_workers and recipe.data.num_workers > 0,
+        prefetch_factor=recipe.data.prefetch_factor if recipe.data.num_workers > 0 else None,
+    )
+    say(
+        f"ssl_kit: {recipe.method_name} on {recipe.data.name} | processes {world} | per-device batch "
+        f"{global_batch // world} | grad accumulation {accumulation} | effective batch {effective_batch} | "
+        f"base lr {o.lr:g} | effective lr {lr:g} ({o.lr_scaling} scaling) | {max_steps} steps | "
+        f"precision {accelerator.mixed_precision} | device {accelerator.device}"
+    )
+
+    log_file = open(run_dir / "log.jsonl", "a") if accelerator.is_main_process else None
+    bar = tqdm(total=max_steps, disable=not (recipe.train.progress and accelerator.is_main_process),
+               desc="train", dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 10.0)
+    method.train()
+    step, micro, images, window_start = 0, 0, 0, time.time()
+    for batch in loader:
+        batch = {k: ([t.to(accelerator.device, non_blocking=True) for t in v] if isinstance(v, list)
+                     else v.to(accelerator.device, non_blocking=True)) for k, v in batch.items()}
+        last_micro = (micro + 1) % accumulation == 0
+        # Between optimizer steps, gradients accumulate locally without a DDP all-reduce.
+        with contextlib.nullcontext() if last_micro else accelerator.no_sync(method):
+            with accelerator.autocast():
+                out = method(batch)
+            loss = out["loss"]
+            if not torch.isfinite(loss.detach()):
+                terms = {k: float(v) for k, v in out.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
+                raise UserError(f"non-finite loss at step {step + 1}: {terms}")
+            accelerator.backward(loss / accumulation)
+        micro += 1
+        images += global_batch
+        if not last_micro:
+            continue
+        if o.grad_clip is not None:
+            accelerator.clip_grad_norm_(method.parameters(), o.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        step += 1
+        if hasattr(core, "after_step"):
+            core.after_step(step, max_steps)
+        bar.update(1)
+        if step % recipe.train.log_every == 0 or step == max_steps:
+            now = time.time()
+            metrics = {k: float(accelerator.reduce(v.detach().float(), "mean")) for k, v in out.items()
+                       if isinstance(v, torch.Tensor) and v.numel() == 1}
+            record = {"step": step, "epoch": (step - 1) // steps_per_epoch, **metrics,
+                      "lr": optimizer.param_groups[0]["lr"], "images_per_s": images / max(now - window_start, 1e-9)}
+            images, window_start = 0, now
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{record['lr']:.3g}",
+                            img_s=f"{record['images_per_s']:.0f}")
+            if log_file is not None:
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+        if step >= max_steps:
+            break
+    bar.close()
+    if log_file is not None:
+        log_file.close()
+    train_seconds = time.time() - started
+
+    results: dict[str, Any] = {}
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        core.eval()
+        if recipe.eval.enabled:
+            from ssl_kit.eval.report import evaluate_run
+
+            results = evaluate_run(recipe, core, spec, run_dir, channels, accelerator.device)
+        results["train_seconds"] = round(train_seconds, 2)
+        results["steps"] = step
+        if recipe.train.export:
+            from ssl_kit.checkpoint import export_encoder
+
+            export_encoder(core, recipe, run_dir / "export", results)
+        results["total_seconds"] = round(time.time() - started, 2)
+        (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        say(f"run directory: {run_dir}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return results

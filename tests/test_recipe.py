@@ -1,0 +1,124 @@
+"""Recipes: loading, extends, overrides, and one clear one-line error per kind of mistake."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ssl_kit.errors import RecipeError, UserError
+from ssl_kit.recipe import dumps_toml, load_recipe, parse_override
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = str(ROOT / "recipes" / "quickstart.toml")
+
+MINIMAL = """
+[method]
+name = "simclr"
+[backbone]
+name = "convnet"
+[data]
+name = "fake"
+batch_size = 8
+[optim]
+lr = 0.1
+lr_scaling = "none"
+"""
+
+
+def write(tmp_path, text, name="r.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_quickstart_validates_and_overrides_apply():
+    recipe = load_recipe(QUICKSTART, ["train.epochs=1", "method.temperature=0.2", "data.batch_size=64"])
+    assert recipe.train.epochs == 1
+    assert recipe.method.temperature == 0.2
+    assert recipe.data.batch_size == 64
+    assert recipe.name == "quickstart"
+
+
+def test_resolved_recipe_round_trips_through_toml(tmp_path):
+    recipe = load_recipe(QUICKSTART)
+    path = write(tmp_path, dumps_toml(recipe.resolved()), "quickstart.toml")
+    again = load_recipe(path)
+    assert again.resolved() == recipe.resolved()
+
+
+def test_extends_deep_merges_the_base(tmp_path):
+    write(tmp_path, MINIMAL + "\n[train]\nepochs = 7\nseed = 3\n", "base.toml")
+    path = write(tmp_path, 'extends = "base.toml"\n[train]\nepochs = 2\n')
+    recipe = load_recipe(path)
+    assert (recipe.train.epochs, recipe.train.seed, recipe.method_name) == (2, 3, "simclr")
+
+
+def test_override_parses_toml_values_and_bare_strings():
+    assert parse_override("train.epochs=5") == (["train", "epochs"], 5)
+    assert parse_override("eval.baselines=['raw']") == (["eval", "baselines"], ["raw"])
+    assert parse_override("data.name=digits") == (["data", "name"], "digits")
+
+
+BAD_RECIPES = [
+    # (recipe text appended to MINIMAL or replacing it, overrides, expected fragments)
+    (MINIMAL + "[train]\nepoch = 3\n", [], ["[train]", "unknown key 'epoch'", "Did you mean 'epochs'"]),
+    (MINIMAL + "[train]\nepochs = 'ten'\n", [], ["[train]", "'epochs' must be int", "'ten'"]),
+    (MINIMAL + "[train]\nepochs = 0\n", [], ["'epochs' must be >= 1"]),
+    (MINIMAL.replace('lr_scaling = "none"', ""), [], ["[optim]", "missing required key 'lr_scaling'"]),
+    (MINIMAL.replace('lr_scaling = "none"', 'lr_scaling = "sqrt"'), [], ["'lr_scaling' must be 'none' | 'linear'"]),
+    (MINIMAL.replace('name = "simclr"', 'name = "simclrr"'), [], ["unknown method 'simclrr'", "Did you mean 'simclr'"]),
+    (MINIMAL.replace('name = "fake"', 'name = "fak"'), [], ["unknown dataset 'fak'", "Did you mean 'fake'"]),
+    (MINIMAL + "[trian]\nepochs = 1\n", [], ["unknown top-level table 'trian'", "Did you mean 'train'"]),
+    (MINIMAL.split("[backbone]")[0], [], ["missing table [backbone]"]),
+    (MINIMAL + "[method\n", [], ["invalid TOML"]),
+    (MINIMAL + "[data]\nroot = 'x'\n", [], ["invalid TOML"]),  # table defined twice
+    (MINIMAL.replace('batch_size = 8', 'batch_size = 8\nimage_sise = 8'), [], ["[data]", "unknown key 'image_sise'", "Did you mean 'image_size'"]),
+    (MINIMAL + "[eval]\nevaluators = ['knm']\n", [], ["unknown evaluator 'knm'", "Did you mean 'knn'"]),
+    (MINIMAL + "[eval]\nbaselines = ['random']\n", [], ["unknown entry 'random'", "Did you mean 'random_init'"]),
+    (MINIMAL + "[views]\npreset = 'simclear'\n", [], ["unknown view preset 'simclear'", "Did you mean 'simclr'"]),
+    (MINIMAL + "[views]\nglobal_scale = [0.9, 0.1]\n", [], ["global_scale", "low <= high"]),
+    (MINIMAL, ["train.epochs"], ["not of the form section.key=value"]),
+    (MINIMAL, ["epochs=3"], ["the key must be section.key"]),
+    (MINIMAL, ["trainn.epochs=3"], ["unknown section 'trainn'", "Did you mean 'train'"]),
+    (MINIMAL, ["method.name.x=3"], ["'method.name' is a value, not a table"]),
+    (MINIMAL, ["method.temperatur=0.3"], ["unknown key 'temperatur'", "Did you mean 'temperature'", "from override"]),
+    (MINIMAL, ["optim.name=adm"], ["'name' must be 'sgd' | 'adam' | 'adamw' | 'lars'", "from override"]),
+    (MINIMAL, ["data.batch_size=1"], ["'batch_size' must be >= 2"]),
+    ('extends = "missing_base"\n' + MINIMAL, [], ["extends 'missing_base'", "neither a recipe file nor a registered recipe"]),
+    ("method = 3\n" + MINIMAL.replace("[method]\nname = \"simclr\"\n", ""), [], ["'method' must be a table"]),
+]
+
+
+@pytest.mark.parametrize("text,overrides,fragments", BAD_RECIPES)
+def test_bad_recipe_gives_one_clear_error(tmp_path, text, overrides, fragments):
+    path = write(tmp_path, text)
+    with pytest.raises(UserError) as info:
+        load_recipe(path, overrides)
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_extends_cycle_is_an_error(tmp_path):
+    write(tmp_path, 'extends = "b.toml"\n' + MINIMAL, "a.toml")
+    write(tmp_path, 'extends = "a.toml"\n', "b.toml")
+    with pytest.raises(RecipeError, match="cycle"):
+        load_recipe(str(tmp_path / "a.toml"))
+
+
+def test_missing_recipe_file_is_a_user_error():
+    with pytest.raises(UserError, match="recipe file 'nope/x.toml' not found"):
+        load_recipe("nope/x.toml")
+
+
+def test_cli_prints_one_line_and_exits_2_without_traceback(tmp_path):
+    path = write(tmp_path, MINIMAL + "[train]\nepoch = 3\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ssl_kit", "validate", path], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and "unknown key 'epoch'" in lines[-1]
