@@ -45,3 +45,201 @@ def export_encoder(method: nn.Module, recipe: Any, out_dir: Path, results: dict[
     }
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return out_dir
+
+
+# --- resumable training state ------------------------------------------------------------------
+# checkpoints/step_N/
+#   model.safetensors      every parameter and buffer of the method (EMA targets, queues too)
+#   optimizer.pt           optimizer state_dict       (torch.load(weights_only=True))
+#   scheduler.pt           lr scheduler state_dict    (torch.load(weights_only=True))
+#   rng_rank{R}.pt         RNG states of process R    (torch.load(weights_only=True))
+#   state.json             step, epoch position, counters, format version
+# A checkpoint is written to checkpoints/.tmp-step_N and renamed into place, so a directory named
+# step_N is always complete, even after a kill during the save.
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _torch_save(obj: Any, path: Path) -> None:
+    with open(path, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG that can influence training on this process, as weights_only-loadable values."""
+    import random
+
+    import numpy as np
+
+    version, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [version, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    version, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((version, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        if entry.is_dir() and entry.name.startswith("step_") and entry.name[5:].isdigit():
+            found.append((int(entry.name[5:]), entry))
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    method: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: dict[str, Any],
+    keep: int,
+    is_main: bool,
+    rank: int,
+    barrier: Any,
+) -> Path:
+    """Write checkpoint ``step`` atomically (every process calls this; ``barrier`` syncs them)."""
+    from safetensors.torch import save_file
+
+    root = Path(run_dir) / CHECKPOINT_DIR
+    tmp = root / f".tmp-step_{step}"
+    final = root / f"step_{step}"
+    if is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    barrier()
+    _torch_save(rng_state(), tmp / f"rng_rank{rank}.pt")
+    if is_main:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in method.state_dict().items()}
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format_version": str(FORMAT_VERSION)})
+        _fault_injection("model")
+        _torch_save(optimizer.state_dict(), tmp / "optimizer.pt")
+        _torch_save(scheduler.state_dict(), tmp / "scheduler.pt")
+        (tmp / "state.json").write_text(json.dumps({**state, "format_version": FORMAT_VERSION}, indent=2))
+    barrier()
+    if is_main:
+        for path in tmp.iterdir():
+            if path.suffix == ".safetensors":
+                with open(path, "rb") as f:
+                    os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        if final.exists():  # the same step saved again (e.g. the final save): replace it
+            _remove(final, root)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+        for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+            _remove(old, root)
+    barrier()
+    return final
+
+
+def _remove(path: Path, root: Path) -> None:
+    """Rename out of the ``step_N`` namespace first, so a crash mid-delete never leaves a partial
+    checkpoint that looks complete."""
+    import shutil
+
+    trash = root / f".trash-{path.name}-{os.getpid()}"
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def clean_partial(run_dir: Path) -> None:
+    """Remove what a kill during a save or a delete left behind."""
+    import shutil
+
+    root = Path(run_dir) / CHECKPOINT_DIR
+    if root.is_dir():
+        for entry in root.iterdir():
+            if entry.name.startswith((".tmp-", ".trash-")):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+_saves_seen: dict[str, int] = {}
+
+
+def _fault_injection(point: str) -> None:
+    """Test hook: ``SSL_KIT_TEST_KILL_AT=save:<point>@<n>`` kills this process with SIGKILL at
+    ``point`` of its n-th checkpoint save, so tests prove a kill mid-save never breaks resume."""
+    target = os.environ.get("SSL_KIT_TEST_KILL_AT", "")
+    if not target.startswith(f"save:{point}@"):
+        return
+    _saves_seen[point] = _saves_seen.get(point, 0) + 1
+    if _saves_seen[point] == int(target.rsplit("@", 1)[1]):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def load_checkpoint(path: Path, method: nn.Module, optimizer: Any, scheduler: Any, rank: int) -> dict[str, Any]:
+    """Restore a checkpoint written by :func:`save_checkpoint`; returns its state.json dict.
+
+    Nothing is unpickled: weights come from safetensors, everything else through
+    ``torch.load(weights_only=True)``.
+    """
+    from safetensors.torch import load_file
+
+    from ssl_kit.errors import CheckpointError
+
+    path = Path(path)
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"checkpoint '{path}': cannot read state.json: {err}") from None
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint '{path}' has format_version {state.get('format_version')!r}; this ssl_kit "
+            f"reads format_version {FORMAT_VERSION}"
+        )
+    try:
+        tensors = load_file(str(path / "model.safetensors"))
+        method.load_state_dict(tensors, strict=True)
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+        rng_file = path / f"rng_rank{rank}.pt"
+        if rng_file.exists():
+            set_rng_state(torch.load(rng_file, weights_only=True))
+    except (OSError, RuntimeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint '{path}' cannot be loaded: {first}") from None
+    return state

@@ -14,6 +14,7 @@ Run directory (``train.output_dir``, default ``runs/<recipe name>``)::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import sys
@@ -49,7 +50,7 @@ def build_method(recipe: Recipe, channels: int) -> nn.Module:
     torch.manual_seed(recipe.train.seed)
     backbone_cfg = recipe.backbone
     if backbone_cfg is not None and getattr(backbone_cfg, "in_channels", 0) is None:
-        backbone_cfg.in_channels = channels
+        backbone_cfg = dataclasses.replace(backbone_cfg, in_channels=channels)
     backbone = registry.get("backbones", recipe.backbone_name).factory(backbone_cfg)
     if not hasattr(backbone, "num_features"):
         raise UserError(f"backbone '{recipe.backbone_name}' has no 'num_features' attribute")
@@ -147,17 +148,52 @@ def resolve_precision(requested: str) -> str:
 
 
 # --- the run -----------------------------------------------------------------------------------
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {
+        k: [t.to(device, non_blocking=True) for t in v] if isinstance(v, list) else v.to(device, non_blocking=True)
+        for k, v in batch.items()
+    }
+
+
+def _scalars(out: dict[str, Any]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().float() for k, v in out.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
+
+
+def _resume_from(recipe: Recipe, run_dir: Path) -> Path | None:
+    from ssl_kit.checkpoint import list_checkpoints
+
+    mode = recipe.train.resume
+    if mode == "never":
+        if list_checkpoints(run_dir):
+            raise UserError(
+                f"run directory '{run_dir}' already has checkpoints and train.resume = 'never': "
+                "choose another train.output_dir, delete the checkpoints, or set train.resume = 'auto'"
+            )
+        return None
+    if mode == "auto":
+        found = list_checkpoints(run_dir)
+        return found[-1] if found else None
+    path = Path(mode)
+    if not (path / "state.json").is_file():
+        raise UserError(f"[train] resume = '{mode}': not a checkpoint directory (no state.json)")
+    return path
+
+
 def train(recipe: Recipe) -> dict[str, Any]:
     """Train, evaluate and export as the recipe says; returns the results dict."""
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
+    from ssl_kit.checkpoint import clean_partial, load_checkpoint, save_checkpoint
+
     started = time.time()
     accelerator = Accelerator(mixed_precision=resolve_precision(recipe.train.precision))
-    world, rank = accelerator.num_processes, accelerator.process_index
+    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     run_dir = Path(recipe.train.output_dir.format(name=recipe.name))
-    if accelerator.is_main_process:
+    resume_path = _resume_from(recipe, run_dir)
+    if main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        clean_partial(run_dir)
         (run_dir / "recipe.toml").write_text(dumps_toml(recipe.resolved()))
     say = accelerator.print
 
@@ -165,20 +201,14 @@ def train(recipe: Recipe) -> dict[str, Any]:
     channels = getattr(dataset, "channels", 3)
     method = build_method(recipe, channels)
     spec = view_spec(method, recipe)
-    global_batch = recipe.data.batch_size
+    global_batch, accumulation = recipe.data.batch_size, recipe.train.grad_accumulation
     if global_batch % world:
         raise UserError(f"[data] batch_size {global_batch} is not divisible by the {world} processes")
     if len(dataset) < global_batch:
-        raise UserError(
-            f"[data] batch_size {global_batch} is larger than the training split ({len(dataset)} images)"
-        )
-    accumulation = recipe.train.grad_accumulation
-    batches_per_epoch = len(dataset) // global_batch
-    steps_per_epoch = batches_per_epoch // accumulation
+        raise UserError(f"[data] batch_size {global_batch} is larger than the training split ({len(dataset)} images)")
+    steps_per_epoch = len(dataset) // global_batch // accumulation
     if steps_per_epoch == 0:
-        raise UserError(
-            f"[train] grad_accumulation {accumulation} exceeds the {batches_per_epoch} batches of an epoch"
-        )
+        raise UserError(f"[train] grad_accumulation {accumulation} exceeds the batches of one epoch")
     max_steps = steps_per_epoch * recipe.train.epochs
     if recipe.train.max_steps is not None:
         max_steps = min(max_steps, recipe.train.max_steps)
@@ -190,20 +220,25 @@ def train(recipe: Recipe) -> dict[str, Any]:
     warmup = round(o.warmup_epochs * steps_per_epoch)
     factor = lambda s: lr_factor(s, max_steps, warmup, o.warmup_start_lr / lr, o.min_lr / lr, o.schedule)  # noqa: E731
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    state: dict[str, Any] = {"step": 0, "skipped_nonfinite": 0}
+    if resume_path is not None:
+        state = load_checkpoint(resume_path, method, optimizer, scheduler, rank)
+        say(f"ssl_kit: resuming from {resume_path} (step {state['step']})")
     method, optimizer = accelerator.prepare(method, optimizer)
     core = accelerator.unwrap_model(method)
 
     sampler = EpochBatchSampler(
         len(dataset), global_batch, recipe.train.seed, recipe.train.epochs, rank, world,
-        start_step=0,
+        start_step=state["step"] * accumulation,
     )
+    workers = recipe.data.num_workers
     loader = torch.utils.data.DataLoader(
         build_view_dataset(dataset, spec, recipe.train.seed),
         batch_sampler=sampler,
-        num_workers=recipe.data.num_workers,
+        num_workers=workers,
         pin_memory=recipe.data.pin_memory,
-        persistent_workers=recipe.data.persistent_workers and recipe.data.num_workers > 0,
-        prefetch_factor=recipe.data.prefetch_factor if recipe.data.num_workers > 0 else None,
+        persistent_workers=recipe.data.persistent_workers and workers > 0,
+        prefetch_factor=recipe.data.prefetch_factor if workers > 0 else None,
     )
     say(
         f"ssl_kit: {recipe.method_name} on {recipe.data.name} | processes {world} | per-device batch "
@@ -212,32 +247,53 @@ def train(recipe: Recipe) -> dict[str, Any]:
         f"precision {accelerator.mixed_precision} | device {accelerator.device}"
     )
 
-    log_file = open(run_dir / "log.jsonl", "a") if accelerator.is_main_process else None
-    bar = tqdm(total=max_steps, disable=not (recipe.train.progress and accelerator.is_main_process),
+    def checkpoint() -> None:
+        save_checkpoint(run_dir, step, core, optimizer, scheduler,
+                        {"step": step, "skipped_nonfinite": state["skipped_nonfinite"]},
+                        recipe.train.keep_checkpoints, main, rank, accelerator.wait_for_everyone)
+
+    log_file = open(run_dir / "log.jsonl", "a") if main else None
+    bar = tqdm(total=max_steps, initial=state["step"], disable=not (recipe.train.progress and main),
                desc="train", dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 10.0)
     method.train()
-    step, micro, images, window_start = 0, 0, 0, time.time()
-    for batch in loader:
-        batch = {k: ([t.to(accelerator.device, non_blocking=True) for t in v] if isinstance(v, list)
-                     else v.to(accelerator.device, non_blocking=True)) for k, v in batch.items()}
+    step, micro, images = state["step"], 0, 0
+    window_start = last_save = time.time()
+    nonfinite = False
+    batches = iter(loader) if step < max_steps else iter(())
+    for batch in batches:
+        batch = _to_device(batch, accelerator.device)
         last_micro = (micro + 1) % accumulation == 0
         # Between optimizer steps, gradients accumulate locally without a DDP all-reduce.
         with contextlib.nullcontext() if last_micro else accelerator.no_sync(method):
             with accelerator.autocast():
                 out = method(batch)
             loss = out["loss"]
-            if not torch.isfinite(loss.detach()):
-                terms = {k: float(v) for k, v in out.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
-                raise UserError(f"non-finite loss at step {step + 1}: {terms}")
-            accelerator.backward(loss / accumulation)
+            bad = (~torch.isfinite(loss.detach())).float()
+            finite = not bool(accelerator.reduce(bad, "sum") > 0)  # every rank must agree
+            if not finite:
+                terms = {k: float(v) for k, v in _scalars(out).items()}
+                if not recipe.train.skip_nonfinite:
+                    raise UserError(
+                        f"non-finite loss at step {step + 1} (loss terms: {terms}); the last checkpoint "
+                        "is intact. Lower the learning rate, or set train.skip_nonfinite = true"
+                    )
+                nonfinite = True
+            else:
+                accelerator.backward(loss / accumulation)
         micro += 1
         images += global_batch
         if not last_micro:
             continue
-        if o.grad_clip is not None:
-            accelerator.clip_grad_norm_(method.parameters(), o.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        if nonfinite:  # skip this optimizer step entirely
+            optimizer.zero_grad(set_to_none=True)
+            state["skipped_nonfinite"] += 1
+            nonfinite = False
+        else:
+            if o.grad_clip is not None:
+                accelerator.clip_grad_norm_(method.parameters(), o.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        lr_used = optimizer.param_groups[0]["lr"]
         scheduler.step()
         step += 1
         if hasattr(core, "after_step"):
@@ -245,33 +301,43 @@ def train(recipe: Recipe) -> dict[str, Any]:
         bar.update(1)
         if step % recipe.train.log_every == 0 or step == max_steps:
             now = time.time()
-            metrics = {k: float(accelerator.reduce(v.detach().float(), "mean")) for k, v in out.items()
-                       if isinstance(v, torch.Tensor) and v.numel() == 1}
+            metrics = {k: float(accelerator.reduce(v, "mean")) for k, v in _scalars(out).items()}
             record = {"step": step, "epoch": (step - 1) // steps_per_epoch, **metrics,
-                      "lr": optimizer.param_groups[0]["lr"], "images_per_s": images / max(now - window_start, 1e-9)}
+                      "lr": lr_used, "images_per_s": images / max(now - window_start, 1e-9),
+                      "skipped_nonfinite": state["skipped_nonfinite"]}
             images, window_start = 0, now
-            bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{record['lr']:.3g}",
+            bar.set_postfix(loss=f"{metrics.get('loss', float('nan')):.4f}", lr=f"{record['lr']:.3g}",
                             img_s=f"{record['images_per_s']:.0f}")
             if log_file is not None:
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
+        every = recipe.train.checkpoint_every
+        due = every > 0 and step % every == 0
+        if recipe.train.checkpoint_minutes > 0:
+            late = torch.tensor(float(time.time() - last_save > 60 * recipe.train.checkpoint_minutes))
+            due = due or bool(accelerator.reduce(late, "sum") > 0)  # every rank must agree
+        if due and step < max_steps:
+            checkpoint()
+            last_save = time.time()
         if step >= max_steps:
             break
     bar.close()
     if log_file is not None:
         log_file.close()
+    if resume_path is None or state["step"] < step:
+        checkpoint()  # the final state is resumable too (e.g. to train longer)
     train_seconds = time.time() - started
 
     results: dict[str, Any] = {}
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+    if main:
         core.eval()
         if recipe.eval.enabled:
             from ssl_kit.eval.report import evaluate_run
 
             results = evaluate_run(recipe, core, spec, run_dir, channels, accelerator.device)
-        results["train_seconds"] = round(train_seconds, 2)
-        results["steps"] = step
+        results.update(train_seconds=round(train_seconds, 2), steps=step,
+                       skipped_nonfinite=state["skipped_nonfinite"])
         if recipe.train.export:
             from ssl_kit.checkpoint import export_encoder
 

@@ -33,8 +33,8 @@ class KNNEvaluator:
     def __init__(self, cfg: KNNConfig) -> None:
         self.cfg = cfg
         d, k, t = cfg.distance[0], cfg.k[0], cfg.temperature[0]
-        self.protocol = f"k-NN ({d}, k={k}" + (f", T={t})" if d == "cosine" else ")")
-        self.primary = f"knn_{d}_k{k}" + (f"_t{t}" if d == "cosine" else "") + "_top1"
+        self.protocol = f"k-NN ({d}, k={k}" + (f", T={t:g})" if d == "cosine" else ")")
+        self.primary = f"knn_{d}_k{k}" + (f"_t{t:g}" if d == "cosine" else "") + "_top1"
 
     def __call__(self, train_features: Any, train_labels: Any, test_features: Any, test_labels: Any) -> dict[str, float]:
         from ssl_kit.eval.knn import knn_evaluate

@@ -9,7 +9,7 @@ import torch
 
 from ssl_kit.config import knob
 from ssl_kit.data.views import ViewSpec
-# TEMP-LAZY from ssl_kit.losses import nt_xent
+from ssl_kit.losses import nt_xent
 from ssl_kit.methods.base import Method
 from ssl_kit.methods.heads import mlp
 
@@ -37,6 +37,5 @@ class SimCLR(Method):
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         views = batch["global"]
         z = self.projector(self.backbone(torch.cat(views)))  # view-major (V*N, D)
-        from ssl_kit.losses import nt_xent  # TEMP-LAZY
         loss = nt_xent(z, n_views=len(views), temperature=self.cfg.temperature, similarity=self.cfg.similarity)
         return {"loss": loss}

@@ -1,0 +1,85 @@
+"""Contrastive losses as pure functions of tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ssl_kit.distributed import gather, rank_offset
+
+Similarity = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+SIMILARITIES = ("cosine", "dot")
+
+
+def working_dtype(x: torch.Tensor) -> torch.Tensor:
+    """Half precision is upcast to float32; float32 and float64 are kept (never downcast)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def similarity_matrix(a: torch.Tensor, b: torch.Tensor, similarity: Similarity = "cosine") -> torch.Tensor:
+    """Pairwise similarities (len(a), len(b)) of raw embeddings.
+
+    ``"cosine"``: â·b̂ with â = a/‖a‖ (F.normalize, eps 1e-12); ``"dot"``: a·b; or a callable
+    ``sim(a, b)`` on the raw inputs (e.g. a plugin's geodesic similarity).
+    """
+    if callable(similarity):
+        return similarity(a, b)
+    if similarity == "cosine":
+        return F.normalize(a, dim=1, eps=1e-12) @ F.normalize(b, dim=1, eps=1e-12).T
+    if similarity == "dot":
+        return a @ b.T
+    raise ValueError(f"unknown similarity {similarity!r}; allowed: {', '.join(SIMILARITIES)} or a callable")
+
+
+def nt_xent(
+    z: torch.Tensor,
+    n_views: int = 2,
+    temperature: float = 0.2,
+    similarity: Similarity = "cosine",
+    gather_negatives: bool = True,
+) -> torch.Tensor:
+    """NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR (Chen et al., ICML 2020,
+    eq. 1), in its multi-positive form for more than two views.
+
+        S_ij = sim(z_i, z_j) / T,   P(i) = rows of the same image as i in the other views,
+        L = -1/|rows| Σ_i log( Σ_{p∈P(i)} exp(S_ip) / Σ_{k≠i} exp(S_ik) )
+
+    With two views this is the standard NT-Xent (one positive per row).
+
+    Args:
+        z: (V*N, D) raw projector outputs of this process's N images, VIEW-MAJOR: rows
+            [v*N, (v+1)*N) are view v, and row v*N + i is image i.
+        n_views: V >= 2.
+        temperature: T > 0 (solo-learn CIFAR: 0.2).
+        similarity: "cosine" (default), "dot", or a callable sim(a, b) -> (len(a), len(b)).
+        gather_negatives: take negatives from every process (all-gather with gradient), so N
+            processes x N images give the loss of one process with all the images.
+
+    Returns:
+        Scalar mean over this process's rows; float32 for half inputs, else the input dtype
+        (float64 stays float64).
+    """
+    if z.ndim != 2:
+        raise ValueError(f"nt_xent expects z of shape (V*N, D), got {tuple(z.shape)}")
+    if n_views < 2:
+        raise ValueError(f"nt_xent needs n_views >= 2, got {n_views}")
+    if z.shape[0] == 0 or z.shape[0] % n_views:
+        raise ValueError(f"nt_xent: {z.shape[0]} rows are not a positive multiple of n_views={n_views}")
+    if not temperature > 0:
+        raise ValueError(f"nt_xent needs temperature > 0, got {temperature}")
+    z = working_dtype(z)
+    rows, n = z.shape[0], z.shape[0] // n_views
+    everything = gather(z) if gather_negatives else z
+    offset = rank_offset(rows) if gather_negatives else 0
+    logits = similarity_matrix(z, everything, similarity) / temperature
+    local = torch.arange(rows, device=z.device)
+    self_cols = offset + local
+    logits = logits.masked_fill(F.one_hot(self_cols, everything.shape[0]).bool(), float("-inf"))
+    # positives of row v*N+i: rows v'*N+i of the same process, v' != v
+    image = local % n
+    positive_cols = torch.stack([offset + v * n + image for v in range(n_views)], dim=1)  # (rows, V)
+    positive = torch.gather(logits, 1, positive_cols)  # self entry is -inf: drops out of logsumexp
+    loss = torch.logsumexp(logits, dim=1) - torch.logsumexp(positive, dim=1)
+    return loss.mean()
