@@ -187,7 +187,9 @@ def train(recipe: Recipe) -> dict[str, Any]:
     from ssl_kit.checkpoint import clean_partial, load_checkpoint, save_checkpoint
 
     started = time.time()
-    accelerator = Accelerator(mixed_precision=resolve_precision(recipe.train.precision))
+    # Without an accelerator, cpu=True makes `accelerate launch --multi_gpu` start gloo processes.
+    no_gpu = not torch.cuda.is_available() and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available())
+    accelerator = Accelerator(mixed_precision=resolve_precision(recipe.train.precision), cpu=no_gpu)
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     run_dir = Path(recipe.train.output_dir.format(name=recipe.name))
     resume_path = _resume_from(recipe, run_dir)
