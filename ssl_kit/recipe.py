@@ -63,6 +63,9 @@ class OptimConfig:
     grad_clip: float | None = knob(None, "clip the global gradient norm to this value", gt=0)
 
 
+TRACKERS = ("tensorboard", "wandb")
+
+
 @dataclasses.dataclass
 class TrainConfig:
     epochs: int = knob(100, "passes over the training split", min=1)
@@ -83,6 +86,19 @@ class TrainConfig:
         "auto", "'auto': continue from the newest checkpoint of the run directory if any; 'never'; or a checkpoint path"
     )
     skip_nonfinite: bool = knob(False, "skip optimizer steps whose loss is NaN/inf (counted) instead of stopping")
+    trackers: list[str] = knob([], "extra experiment trackers through accelerate: 'tensorboard', 'wandb' (log.jsonl is always written)")
+    tracker_project: str = knob("ssl_kit", "project name given to the trackers")
+    deterministic: bool = knob(False, "torch.use_deterministic_algorithms and no cuDNN autotuning (slower on GPUs)")
+    channels_last: bool = knob(False, "channels-last memory format for model and images (faster convnets on GPUs)")
+    compile: bool = knob(False, "torch.compile the method (first steps are slow while it compiles)")
+
+    def __post_init__(self) -> None:
+        for tracker in self.trackers:
+            if tracker not in TRACKERS:
+                raise ValueError(
+                    f"key 'trackers' has unknown entry '{tracker}'.{did_you_mean(tracker, TRACKERS)} "
+                    f"Allowed: {', '.join(TRACKERS)}"
+                )
 
 @dataclasses.dataclass
 class EvalConfig:

@@ -33,3 +33,19 @@ def temporary_plugin(plugin: Any, name: str, distribution: str = "", version: st
         yield info
     finally:
         registry.remove_plugin(name)
+
+
+def need(module: str) -> Any:
+    """Import an optional extra's module in a test; skip when it is missing, but fail under
+    ``CI=true`` (CI installs every extra, so a skip there would hide a broken install)."""
+    import importlib
+    import os
+
+    import pytest
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must install the extra providing '{module}'")
+        pytest.skip(f"optional dependency '{module}' is not installed")

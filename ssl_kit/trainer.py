@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -148,11 +149,12 @@ def resolve_precision(requested: str) -> str:
 
 
 # --- the run -----------------------------------------------------------------------------------
-def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {
-        k: [t.to(device, non_blocking=True) for t in v] if isinstance(v, list) else v.to(device, non_blocking=True)
-        for k, v in batch.items()
-    }
+def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool = False) -> dict[str, Any]:
+    def move(t: torch.Tensor) -> torch.Tensor:
+        t = t.to(device, non_blocking=True)
+        return t.contiguous(memory_format=torch.channels_last) if channels_last and t.ndim == 4 else t
+
+    return {k: [move(t) for t in v] if isinstance(v, list) else move(v) for k, v in batch.items()}
 
 
 def _scalars(out: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -179,9 +181,57 @@ def _resume_from(recipe: Recipe, run_dir: Path) -> Path | None:
     return path
 
 
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys and scalar values (trackers' hyperparameter tables take no nesting)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = str(list(value))
+        elif value is not None:
+            flat[name] = value
+    return flat
+
+
+def _init_trackers(accelerator: Any, recipe: Recipe, run_dir: Path) -> None:
+    """Start TensorBoard / W&B through accelerate; the W&B run id is kept across resume."""
+    import importlib.util
+
+    for tracker in recipe.train.trackers:
+        if importlib.util.find_spec(tracker) is None:
+            raise UserError(
+                f"[train] trackers lists '{tracker}' but it is not installed: pip install 'ssl-kit[{tracker}]'"
+            )
+    ids_file = run_dir / "trackers.json"
+    ids = json.loads(ids_file.read_text()) if ids_file.is_file() else {}
+    init_kwargs: dict[str, Any] = {}
+    if "wandb" in recipe.train.trackers:
+        if "wandb" not in ids:
+            import secrets
+
+            ids["wandb"] = secrets.token_hex(4)
+        init_kwargs["wandb"] = {"id": ids["wandb"], "resume": "allow", "dir": str(run_dir), "name": recipe.name}
+    if accelerator.is_main_process:
+        ids_file.write_text(json.dumps(ids))
+    accelerator.init_trackers(recipe.train.tracker_project, config=_flatten(recipe.resolved()), init_kwargs=init_kwargs)
+
+
+def _reproducibility(recipe: Recipe) -> None:
+    if recipe.train.deterministic:
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+
+
 def train(recipe: Recipe) -> dict[str, Any]:
     """Train, evaluate and export as the recipe says; returns the results dict."""
     from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
     from tqdm.auto import tqdm
 
     from ssl_kit.checkpoint import clean_partial, load_checkpoint, save_checkpoint
@@ -189,9 +239,15 @@ def train(recipe: Recipe) -> dict[str, Any]:
     started = time.time()
     # Without an accelerator, cpu=True makes `accelerate launch --multi_gpu` start gloo processes.
     no_gpu = not torch.cuda.is_available() and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available())
-    accelerator = Accelerator(mixed_precision=resolve_precision(recipe.train.precision), cpu=no_gpu)
-    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     run_dir = Path(recipe.train.output_dir.format(name=recipe.name))
+    accelerator = Accelerator(
+        mixed_precision=resolve_precision(recipe.train.precision),
+        cpu=no_gpu,
+        log_with=recipe.train.trackers or None,
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "tensorboard")),
+    )
+    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    _reproducibility(recipe)
     resume_path = _resume_from(recipe, run_dir)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -226,8 +282,14 @@ def train(recipe: Recipe) -> dict[str, Any]:
     if resume_path is not None:
         state = load_checkpoint(resume_path, method, optimizer, scheduler, rank)
         say(f"ssl_kit: resuming from {resume_path} (step {state['step']})")
+    if recipe.train.channels_last:
+        method = method.to(memory_format=torch.channels_last)
     method, optimizer = accelerator.prepare(method, optimizer)
     core = accelerator.unwrap_model(method)
+    if recipe.train.compile:
+        method = torch.compile(method)
+    if recipe.train.trackers:
+        _init_trackers(accelerator, recipe, run_dir)
 
     sampler = EpochBatchSampler(
         len(dataset), global_batch, recipe.train.seed, recipe.train.epochs, rank, world,
@@ -241,6 +303,9 @@ def train(recipe: Recipe) -> dict[str, Any]:
         pin_memory=recipe.data.pin_memory,
         persistent_workers=recipe.data.persistent_workers and workers > 0,
         prefetch_factor=recipe.data.prefetch_factor if workers > 0 else None,
+        # Its own generator: creating the iterator must not consume the global RNG, which
+        # belongs to the model (dropout) and is restored exactly on resume.
+        generator=torch.Generator().manual_seed(recipe.train.seed),
     )
     say(
         f"ssl_kit: {recipe.method_name} on {recipe.data.name} | processes {world} | per-device batch "
@@ -263,7 +328,7 @@ def train(recipe: Recipe) -> dict[str, Any]:
     nonfinite = False
     batches = iter(loader) if step < max_steps else iter(())
     for batch in batches:
-        batch = _to_device(batch, accelerator.device)
+        batch = _to_device(batch, accelerator.device, recipe.train.channels_last)
         last_micro = (micro + 1) % accumulation == 0
         # Between optimizer steps, gradients accumulate locally without a DDP all-reduce.
         with contextlib.nullcontext() if last_micro else accelerator.no_sync(method):
@@ -313,6 +378,8 @@ def train(recipe: Recipe) -> dict[str, Any]:
             if log_file is not None:
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
+            if recipe.train.trackers:
+                accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
         every = recipe.train.checkpoint_every
         due = every > 0 and step % every == 0
         if recipe.train.checkpoint_minutes > 0:

@@ -1,0 +1,124 @@
+"""Training knobs: non-finite losses, trackers, reproducibility and speed switches."""
+
+import json
+import math
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ssl_kit.testing import need
+from ssl_kit import hookimpl
+from ssl_kit.errors import UserError
+from ssl_kit.methods.simclr import SimCLR, SimCLRConfig
+from ssl_kit.recipe import load_recipe
+from ssl_kit.testing import temporary_plugin
+from ssl_kit.trainer import train
+
+RECIPE = """
+[method]
+name = "simclr"
+proj_hidden_dim = 16
+proj_output_dim = 8
+[backbone]
+name = "convnet"
+channels = [4, 8]
+[data]
+name = "fake"
+batch_size = 8
+num_samples = 32
+image_size = 8
+[optim]
+lr = 0.05
+lr_scaling = "none"
+[train]
+epochs = 2
+log_every = 1
+checkpoint_every = 1
+progress = false
+[eval]
+enabled = false
+"""
+
+
+class NaNAtStep3(SimCLR):
+    calls = 0
+
+    def forward(self, batch):
+        out = super().forward(batch)
+        NaNAtStep3.calls += 1
+        if NaNAtStep3.calls == 3:
+            return {"loss": out["loss"] * math.nan, "align": out["loss"].detach()}
+        return out
+
+
+class NaNPlugin:
+    @hookimpl
+    def register_methods(self, register):
+        register("simclr_nan", NaNAtStep3, config=SimCLRConfig)
+
+
+def recipe(tmp_path, *overrides):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "r.toml").write_text(RECIPE)
+    return load_recipe(str(tmp_path / "r.toml"), [f"train.output_dir={tmp_path / 'run'}", *overrides])
+
+
+def test_nonfinite_loss_stops_naming_step_and_terms_and_keeps_last_checkpoint(tmp_path):
+    NaNAtStep3.calls = 0
+    with temporary_plugin(NaNPlugin(), "nan"):
+        with pytest.raises(UserError) as info:
+            train(recipe(tmp_path, "method.name=simclr_nan"))
+    message = str(info.value)
+    assert "non-finite loss at step 3" in message and "'loss': nan" in message and "'align'" in message
+    checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert checkpoints == ["step_1", "step_2"]
+    weights = load_file(str(tmp_path / "run" / "checkpoints" / "step_2" / "model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_skip_nonfinite_counts_and_skips_the_step(tmp_path):
+    NaNAtStep3.calls = 0
+    with temporary_plugin(NaNPlugin(), "nan"):
+        results = train(recipe(tmp_path, "method.name=simclr_nan", "train.skip_nonfinite=true"))
+    assert results["skipped_nonfinite"] == 1 and results["steps"] == 8
+    final = load_file(str(tmp_path / "run" / "checkpoints" / "step_8" / "model.safetensors"))
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[2]["skipped_nonfinite"] == 1 and all(math.isfinite(r["lr"]) for r in log)
+    assert all(torch.isfinite(w).all() for w in final.values())
+
+
+def test_tensorboard_tracker_writes_events(tmp_path):
+    need("tensorboard")
+    train(recipe(tmp_path, "train.trackers=['tensorboard']", "train.epochs=1"))
+    events = list((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+
+def test_wandb_tracker_keeps_its_run_id_across_resume(tmp_path, monkeypatch):
+    need("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    train(recipe(tmp_path, "train.trackers=['wandb']", "train.max_steps=2"))
+    first = json.loads((tmp_path / "run" / "trackers.json").read_text())["wandb"]
+    train(recipe(tmp_path, "train.trackers=['wandb']", "train.max_steps=4"))
+    assert json.loads((tmp_path / "run" / "trackers.json").read_text())["wandb"] == first
+    runs = [p.name for p in (tmp_path / "run" / "wandb").iterdir() if p.name.startswith("offline-run")]
+    assert len(runs) == 2 and all(name.endswith(first) for name in runs)
+
+
+def test_unknown_tracker_is_a_recipe_error(tmp_path):
+    with pytest.raises(UserError, match="unknown entry 'tensorbord'. Did you mean 'tensorboard'"):
+        recipe(tmp_path, "train.trackers=['tensorbord']")
+
+
+def test_deterministic_and_channels_last_runs_match_the_default_run(tmp_path):
+    a = train(recipe(tmp_path / "a", "train.max_steps=2", "eval.enabled=false"))
+    b = train(recipe(tmp_path / "b", "train.max_steps=2", "train.deterministic=true", "train.channels_last=true"))
+    torch.use_deterministic_algorithms(False)
+    wa = load_file(str(tmp_path / "a" / "run" / "checkpoints" / "step_2" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "b" / "run" / "checkpoints" / "step_2" / "model.safetensors"))
+    assert a["steps"] == b["steps"] == 2
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], atol=1e-5), k
