@@ -72,7 +72,7 @@ class TrainConfig:
     max_steps: int | None = knob(None, "stop after this many optimizer steps (the schedule is shortened)", min=1)
     seed: int = knob(0, "seed of initialisation, data order and every augmentation")
     precision: Literal["no", "fp16", "bf16", "auto"] = knob(
-        "no", "mixed precision: 'auto' picks bf16/fp16 on GPUs and full precision on CPU"
+        "no", "mixed precision: 'auto' picks bf16 (or fp16) on GPUs and full precision on CPU; fp16 without a GPU falls back to full precision with a warning"
     )
     grad_accumulation: int = knob(1, "micro-batches per optimizer step", min=1)
     output_dir: str = knob("runs/{name}", "run directory; {name} is the recipe name")
@@ -91,6 +91,7 @@ class TrainConfig:
     deterministic: bool = knob(False, "torch.use_deterministic_algorithms and no cuDNN autotuning (slower on GPUs)")
     channels_last: bool = knob(False, "channels-last memory format for model and images (faster convnets on GPUs)")
     compile: bool = knob(False, "torch.compile the method (first steps are slow while it compiles)")
+    sync_batchnorm: bool = knob(False, "batch-norm statistics over all processes (torch's SyncBatchNorm on GPUs, ssl_kit's elsewhere)")
 
     def __post_init__(self) -> None:
         for tracker in self.trackers:

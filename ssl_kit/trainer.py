@@ -141,11 +141,17 @@ def lr_factor(step: int, total: int, warmup: int, start_factor: float, min_facto
 
 
 def resolve_precision(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
+    """The accelerate mixed-precision mode for a recipe's ``train.precision``."""
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "no"
+    if requested == "fp16" and not torch.cuda.is_available():
+        import warnings
+
+        warnings.warn("train.precision = 'fp16' needs a GPU; training in full precision instead", UserWarning, stacklevel=2)
+        return "no"
+    return requested
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -258,6 +264,10 @@ def train(recipe: Recipe) -> dict[str, Any]:
     dataset = build_dataset(recipe, recipe.data.train_split)
     channels = getattr(dataset, "channels", 3)
     method = build_method(recipe, channels)
+    if recipe.train.sync_batchnorm and world > 1:
+        from ssl_kit.distributed import convert_sync_batchnorm
+
+        method = convert_sync_batchnorm(method)
     spec = view_spec(method, recipe)
     global_batch, accumulation = recipe.data.batch_size, recipe.train.grad_accumulation
     if global_batch % world:

@@ -1,11 +1,42 @@
-"""Linear probes with scikit-learn on frozen features."""
+"""Linear probes with scikit-learn logistic regression on frozen features.
+
+ReLIC's reported protocol is ``calibrated=True, standardize=False, max_iter=100``: its released
+evaluation wraps ``LogisticRegression(max_iter=100)`` in ``CalibratedClassifierCV`` (sigmoid,
+5 folds) on the raw target-encoder features, and silences every warning.
+"""
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def _features(x: Any, name: str) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty (N, D) array, got shape {x.shape}")
+    return x
+
+
+def _labels(y: Any, n: int, name: str) -> np.ndarray:
+    if hasattr(y, "detach"):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y).reshape(-1)
+    if y.shape[0] != n:
+        raise ValueError(f"{name} has {y.shape[0]} entries for {n} feature rows")
+    if not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and (y == np.round(y)).all())):
+        raise ValueError(f"{name} must be integer class indices, got dtype {y.dtype}")
+    y = y.astype(np.int64)
+    if (y < 0).any():
+        raise ValueError(f"{name} must be non-negative class indices (got {y.min()}; unlabelled rows?)")
+    return y
 
 
 def linear_probe(
@@ -23,11 +54,14 @@ def linear_probe(
 ) -> dict[str, float]:
     """Logistic-regression probe; test accuracy in percent.
 
-    ``standardize`` fits a StandardScaler on the train features. ``c_grid`` picks C by stratified
-    ``cv_folds``-fold cross-validation on the train split (reported as ``linear_C``).
-    ``calibrated`` wraps the classifier in CalibratedClassifierCV(method="sigmoid", cv=cv_folds),
-    the protocol ReLIC reports (with ``standardize=False``: raw features).
-    Keys: ``linear_top1`` or ``linear_calibrated_top1``.
+    ``standardize`` puts a StandardScaler (fit on the train split only) in front of the classifier.
+    ``c_grid`` picks C by stratified ``cv_folds``-fold cross-validation on the train split (scaler
+    refit inside every fold, uncalibrated classifier) and reports it as ``linear_C``; the final
+    model is then fit on the whole train split with that C. ``calibrated`` wraps the classifier in
+    CalibratedClassifierCV(method="sigmoid", cv=cv_folds), ReLIC's protocol.
+
+    Keys: ``linear_top1`` or ``linear_calibrated_top1``, plus ``linear_C`` when a grid was used.
+    Non-convergence is logged once per call as a warning, not once per fit.
     """
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.exceptions import ConvergenceWarning
@@ -36,44 +70,63 @@ def linear_probe(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    x_train, x_test = _array(train_features, "train_features"), _array(test_features, "test_features")
-    y_train, y_test = np.asarray(train_labels).ravel(), np.asarray(test_labels).ravel()
-    if len(y_train) != len(x_train) or len(y_test) != len(x_test):
-        raise ValueError("linear_probe: features and labels differ in length")
+    x_train, x_test = _features(train_features, "train_features"), _features(test_features, "test_features")
     if x_train.shape[1] != x_test.shape[1]:
         raise ValueError(f"train and test features differ in width: {x_train.shape[1]} vs {x_test.shape[1]}")
+    y_train = _labels(train_labels, x_train.shape[0], "train_labels")
+    y_test = _labels(test_labels, x_test.shape[0], "test_labels")
     if not C > 0:
         raise ValueError(f"C must be > 0, got {C}")
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    if c_grid is not None and (len(c_grid) == 0 or not all(c > 0 for c in c_grid)):
+        raise ValueError(f"c_grid must be a non-empty list of values > 0, got {c_grid!r}")
+    if c_grid is not None or calibrated:
+        if cv_folds < 2:
+            raise ValueError(f"cv_folds must be >= 2, got {cv_folds}")
+        classes, counts = np.unique(y_train, return_counts=True)
+        if counts.min() < cv_folds:
+            raise ValueError(
+                f"cv_folds={cv_folds} needs >= {cv_folds} train samples per class; "
+                f"class {classes[counts.argmin()]} has {counts.min()}"
+            )
+
+    def probe(c: float) -> Any:
+        model: Any = LogisticRegression(C=c, max_iter=max_iter, random_state=seed)
+        return make_pipeline(StandardScaler(), model) if standardize else model
+
     out: dict[str, float] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        if c_grid:
+        if c_grid is not None:
+            param = "logisticregression__C" if standardize else "C"
             search = GridSearchCV(
-                make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
-                if standardize
-                else LogisticRegression(max_iter=max_iter),
-                {("logisticregression__C" if standardize else "C"): list(c_grid)},
+                probe(C),
+                {param: [float(c) for c in c_grid]},
                 cv=StratifiedKFold(cv_folds, shuffle=True, random_state=seed),
+                refit=False,  # refit below, possibly calibrated
             )
             search.fit(x_train, y_train)
-            C = float(next(iter(search.best_params_.values())))
-            out["linear_C"] = C
-        classifier: Any = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+            C = out["linear_C"] = float(search.best_params_[param])
+        model = probe(C)
         if calibrated:
-            classifier = CalibratedClassifierCV(classifier, method="sigmoid", cv=cv_folds)
-        model = make_pipeline(StandardScaler(), classifier) if standardize else classifier
+            # The scaler sits inside the calibrated estimator, so each calibration fold fits its own.
+            model = CalibratedClassifierCV(model, method="sigmoid", cv=cv_folds)
         model.fit(x_train, y_train)
-        accuracy = float((model.predict(x_test) == y_test).mean()) * 100.0
-    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-        out["linear_converged"] = 0.0  # recorded once instead of a warning per fit
+        accuracy = 100.0 * float((model.predict(x_test) == y_test).mean())
+
+    not_converged = 0
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            not_converged += 1
+        else:  # pass every other warning through unchanged
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if not_converged:
+        log.warning(
+            "linear_probe: LogisticRegression hit max_iter=%d without converging in %d fit(s); "
+            "the accuracy is still reported (raise max_iter or standardize features to converge)",
+            max_iter,
+            not_converged,
+        )
     out["linear_calibrated_top1" if calibrated else "linear_top1"] = accuracy
     return out
-
-
-def _array(x: Any, name: str) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty (N, D) array, got shape {x.shape}")
-    return x
