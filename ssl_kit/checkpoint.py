@@ -111,6 +111,37 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+_UNSAVED = "__ssl_kit_not_saved__"
+
+
+def portable(obj: Any) -> Any:
+    """``obj`` with everything ``torch.load(weights_only=True)`` cannot read replaced by a marker.
+
+    Optimizer states are plain tensors and numbers, except for wrappers such as DeepSpeed's,
+    which keep objects (a loss scaler) in theirs. Those are not saved; :func:`restore_unsaved`
+    takes them from the freshly built optimizer on resume.
+    """
+    if isinstance(obj, dict):
+        return {k: portable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(portable(v) for v in obj)
+    if obj is None or isinstance(obj, (torch.Tensor, str, int, float, bool, torch.Size)):
+        return obj
+    return {_UNSAVED: type(obj).__qualname__}
+
+
+def restore_unsaved(saved: Any, current: Any) -> Any:
+    """Put the current values back where :func:`portable` left a marker."""
+    if isinstance(saved, dict):
+        if _UNSAVED in saved:
+            return current
+        return {k: restore_unsaved(v, current.get(k) if isinstance(current, dict) else None) for k, v in saved.items()}
+    if isinstance(saved, (list, tuple)):
+        items = current if isinstance(current, (list, tuple)) and len(current) == len(saved) else [None] * len(saved)
+        return type(saved)(restore_unsaved(v, c) for v, c in zip(saved, items))
+    return saved
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first."""
     root = Path(run_dir) / CHECKPOINT_DIR
@@ -154,7 +185,7 @@ def save_checkpoint(
         tensors = {k: v.detach().cpu().contiguous() for k, v in method.state_dict().items()}
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format_version": str(FORMAT_VERSION)})
         _fault_injection("model")
-        _torch_save(optimizer.state_dict(), tmp / "optimizer.pt")
+        _torch_save(portable(optimizer.state_dict()), tmp / "optimizer.pt")
         _torch_save(scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / "state.json").write_text(json.dumps({**state, "format_version": FORMAT_VERSION}, indent=2))
     barrier()
@@ -234,7 +265,8 @@ def load_checkpoint(path: Path, method: nn.Module, optimizer: Any, scheduler: An
     try:
         tensors = load_file(str(path / "model.safetensors"))
         method.load_state_dict(tensors, strict=True)
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        saved = torch.load(path / "optimizer.pt", weights_only=True)
+        optimizer.load_state_dict(restore_unsaved(saved, optimizer.state_dict()))
         scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
         rng_file = path / f"rng_rank{rank}.pt"
         if rng_file.exists():

@@ -244,7 +244,9 @@ def train(recipe: Recipe) -> dict[str, Any]:
 
     started = time.time()
     # Without an accelerator, cpu=True makes `accelerate launch --multi_gpu` start gloo processes.
+    # (DeepSpeed picks its own device; cpu=True would silently turn it off.)
     no_gpu = not torch.cuda.is_available() and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available())
+    no_gpu = no_gpu and os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true"
     run_dir = Path(recipe.train.output_dir.format(name=recipe.name))
     accelerator = Accelerator(
         mixed_precision=resolve_precision(recipe.train.precision),
@@ -292,6 +294,13 @@ def train(recipe: Recipe) -> dict[str, Any]:
     if resume_path is not None:
         state = load_checkpoint(resume_path, method, optimizer, scheduler, rank)
         say(f"ssl_kit: resuming from {resume_path} (step {state['step']})")
+    deepspeed = accelerator.state.deepspeed_plugin
+    if deepspeed is not None:
+        # DeepSpeed's engine steps inside accelerator.backward and needs its micro-batch size.
+        if accumulation > 1:
+            raise UserError("[train] grad_accumulation > 1 is not supported with DeepSpeed; use its config instead")
+        deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = global_batch // world
+        deepspeed.deepspeed_config["gradient_accumulation_steps"] = 1
     if recipe.train.channels_last:
         method = method.to(memory_format=torch.channels_last)
     method, optimizer = accelerator.prepare(method, optimizer)
@@ -321,7 +330,8 @@ def train(recipe: Recipe) -> dict[str, Any]:
         f"ssl_kit: {recipe.method_name} on {recipe.data.name} | processes {world} | per-device batch "
         f"{global_batch // world} | grad accumulation {accumulation} | effective batch {effective_batch} | "
         f"base lr {o.lr:g} | effective lr {lr:g} ({o.lr_scaling} scaling) | {max_steps} steps | "
-        f"precision {accelerator.mixed_precision} | device {accelerator.device}"
+        f"precision {accelerator.mixed_precision} | device {accelerator.device} | "
+        f"{str(accelerator.distributed_type).split('.')[-1].lower()}"
     )
 
     def checkpoint() -> None:

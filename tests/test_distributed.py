@@ -82,3 +82,26 @@ def test_without_syncbn_the_gap_is_measured_and_small(runs):
     print(f"2 processes without SyncBN: loss gap {abs(loss1[-1] - loss2[-1]):.2e}, weight gap {gap:.2e}")
     assert gap > 1e-7  # per-process batch statistics really differ ...
     assert abs(loss1[0] - loss2[0]) < 0.5  # ... but the run is the same run
+
+
+def test_deepspeed_zero2_runs_three_steps_on_cpu_and_exports(tmp_path):
+    from ssl_kit.testing import need
+
+    need("deepspeed")
+    (tmp_path / "r.toml").write_text(RECIPE)
+    out = tmp_path / "ds"
+    launcher = shutil.which("accelerate") or "accelerate"
+    cmd = [launcher, "launch", "--use_deepspeed", "--zero_stage", "2", "--num_processes", "1",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "ssl_kit", str(tmp_path / "r.toml"), f"train.output_dir={out}",
+           "train.max_steps=3", "train.export=true", "eval.enabled=false"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "deepspeed" in proc.stdout
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    exported = load_file(str(out / "export" / "model.safetensors"))
+    final = load_file(str(out / "checkpoints" / "step_3" / "model.safetensors"))
+    assert all(torch.equal(exported[k], final[f"backbone.{k}"]) for k in exported)
+    for path in (out / "checkpoints" / "step_3").glob("*.pt"):
+        torch.load(path, weights_only=True)

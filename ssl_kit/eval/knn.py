@@ -82,7 +82,12 @@ def _nearest(train: torch.Tensor, test: torch.Tensor, k: int, distance: str) -> 
 
 
 def _vote(
-    values: torch.Tensor, neighbour_labels: torch.Tensor, num_classes: int, distance: str, temperature: float | None, shift: bool
+    values: torch.Tensor,
+    neighbour_labels: torch.Tensor,
+    num_classes: int,
+    distance: str,
+    temperature: float | None,
+    shift: bool,
 ) -> torch.Tensor:
     """Class scores (n, C): summed weights of the neighbours carrying each label."""
     if distance == "euclidean":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -16,6 +17,19 @@ SIMILARITIES = ("cosine", "dot")
 def working_dtype(x: torch.Tensor) -> torch.Tensor:
     """Half precision is upcast to float32; float32 and float64 are kept (never downcast)."""
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def exact(loss_fn):
+    """Run a loss outside autocast, so mixed-precision training computes it in (at least) float32:
+    autocast would otherwise run its matmuls in half precision again."""
+
+    @functools.wraps(loss_fn)
+    def wrapper(*args, **kwargs):
+        device = next((a.device.type for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), "cpu")
+        with torch.autocast(device_type=device, enabled=False):
+            return loss_fn(*args, **kwargs)
+
+    return wrapper
 
 
 def similarity_matrix(a: torch.Tensor, b: torch.Tensor, similarity: Similarity = "cosine") -> torch.Tensor:
@@ -33,6 +47,7 @@ def similarity_matrix(a: torch.Tensor, b: torch.Tensor, similarity: Similarity =
     raise ValueError(f"unknown similarity {similarity!r}; allowed: {', '.join(SIMILARITIES)} or a callable")
 
 
+@exact
 def nt_xent(
     z: torch.Tensor,
     n_views: int = 2,
