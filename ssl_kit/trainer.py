@@ -236,6 +236,17 @@ def _reproducibility(recipe: Recipe) -> None:
 
 def train(recipe: Recipe) -> dict[str, Any]:
     """Train, evaluate and export as the recipe says; returns the results dict."""
+    from accelerate.state import AcceleratorState
+
+    try:
+        return _train(recipe)
+    finally:
+        # Let a later train() in this process choose another precision (accelerate keeps a
+        # singleton state; the process group itself stays).
+        AcceleratorState._reset_state()
+
+
+def _train(recipe: Recipe) -> dict[str, Any]:
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
     from tqdm.auto import tqdm
@@ -427,6 +438,8 @@ def train(recipe: Recipe) -> dict[str, Any]:
             results = evaluate_run(recipe, core, spec, run_dir, channels, accelerator.device)
         results.update(train_seconds=round(train_seconds, 2), steps=step,
                        skipped_nonfinite=state["skipped_nonfinite"])
+        if torch.cuda.is_available():
+            results["peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         if recipe.train.export:
             from ssl_kit.checkpoint import export_encoder
 

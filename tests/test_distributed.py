@@ -2,86 +2,42 @@
 optimizer step of 2 processes x B equal to 1 process x 2B (gloo on CPU)."""
 
 import json
-import os
 import shutil
 import subprocess
-import sys
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-RECIPE = """
-[method]
-name = "simclr"
-proj_hidden_dim = 32
-proj_output_dim = 16
-[backbone]
-name = "convnet"
-channels = [8, 16]
-[data]
-name = "fake"
-batch_size = 16
-num_samples = 64
-[optim]
-name = "sgd"
-lr = 0.5
-lr_scaling = "none"
-[train]
-epochs = 1
-max_steps = 2
-log_every = 1
-progress = false
-export = false
-[eval]
-enabled = false
-"""
+from ssl_kit.testing import compare_runs, run_contract
 
-
-def run(tmp_path, name, processes, *overrides):
-    out = tmp_path / name
-    base = [str(tmp_path / "r.toml"), f"train.output_dir={out}", *overrides]
-    if processes == 1:
-        cmd = [sys.executable, "-m", "ssl_kit", *base]
-    else:
-        launcher = shutil.which("accelerate") or "accelerate"
-        cmd = [launcher, "launch", "--multi_gpu", "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(29500 + os.getpid() % 1000), "-m", "ssl_kit", *base]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    losses = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
-    weights = load_file(str(out / "checkpoints" / "step_2" / "model.safetensors"))
-    return losses, weights
-
-
-def max_difference(a, b):
-    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].is_floating_point())
+ROOT = Path(__file__).resolve().parent
+CONTRACT_RECIPES = sorted((ROOT / "contract").glob("*.toml"))  # one per built-in method
+RECIPE = (ROOT / "contract" / "simclr.toml").read_text()
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("ddp")
-    (tmp_path / "r.toml").write_text(RECIPE)
-    return {
-        "one": run(tmp_path, "one", 1),
-        "two_sync": run(tmp_path, "two_sync", 2, "train.sync_batchnorm=true"),
-        "two_plain": run(tmp_path, "two_plain", 2),
-    }
+def contract(tmp_path_factory):
+    """One launch per process count for every built-in method."""
+    out = tmp_path_factory.mktemp("contract")
+    run_contract(out, CONTRACT_RECIPES, processes=1)
+    run_contract(out, CONTRACT_RECIPES, processes=2, also_without_syncbn=True)
+    return out
 
 
-def test_two_processes_with_syncbn_equal_one_process(runs):
-    (loss1, w1), (loss2, w2) = runs["one"], runs["two_sync"]
-    assert loss1 == pytest.approx(loss2, abs=1e-5, rel=1e-5)
-    assert max_difference(w1, w2) < 1e-5
+@pytest.mark.parametrize("recipe", CONTRACT_RECIPES, ids=lambda p: p.stem)
+def test_two_processes_with_syncbn_equal_one_process(contract, recipe):
+    gap = compare_runs(contract / recipe.stem / "p1", contract / recipe.stem / "p2")
+    print(f"{recipe.stem}: 2 processes vs 1, SyncBN: {gap}")
+    assert gap["loss"] < 1e-5 and gap["weights"] < 1e-5, gap
 
 
-def test_without_syncbn_the_gap_is_measured_and_small(runs):
-    (loss1, w1), (loss2, w2) = runs["one"], runs["two_plain"]
-    gap = max_difference(w1, w2)
-    print(f"2 processes without SyncBN: loss gap {abs(loss1[-1] - loss2[-1]):.2e}, weight gap {gap:.2e}")
-    assert gap > 1e-7  # per-process batch statistics really differ ...
-    assert abs(loss1[0] - loss2[0]) < 0.5  # ... but the run is the same run
+@pytest.mark.parametrize("recipe", CONTRACT_RECIPES, ids=lambda p: p.stem)
+def test_without_syncbn_the_gap_is_measured(contract, recipe):
+    gap = compare_runs(contract / recipe.stem / "p1", contract / recipe.stem / "p2-nosync")
+    print(f"{recipe.stem}: 2 processes vs 1, no SyncBN: {gap}")
+    assert gap["weights"] > 1e-7  # per-process batch statistics really differ
 
 
 def test_deepspeed_zero2_runs_three_steps_on_cpu_and_exports(tmp_path):
@@ -94,7 +50,7 @@ def test_deepspeed_zero2_runs_three_steps_on_cpu_and_exports(tmp_path):
     cmd = [launcher, "launch", "--use_deepspeed", "--zero_stage", "2", "--num_processes", "1",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "-m", "ssl_kit", str(tmp_path / "r.toml"), f"train.output_dir={out}",
-           "train.max_steps=3", "train.export=true", "eval.enabled=false"]
+           "train.max_steps=3", "train.export=true", "eval.enabled=false", "train.log_every=1", "train.progress=false"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "deepspeed" in proc.stdout

@@ -86,7 +86,7 @@ class FlippedPlugin:
         register("simclr_flipped", FlippedSimCLR, config=SimCLRConfig)
 
 
-QUICK = ["train.epochs=12", "eval.baselines=['random_init']", "train.checkpoint_every=0"]
+QUICK = ["train.epochs=24", "eval.baselines=['random_init']", "train.checkpoint_every=0"]
 
 
 def quickstart(tmp_path, extra=()):

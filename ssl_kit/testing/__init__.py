@@ -1,0 +1,101 @@
+"""Test helpers for ssl_kit and its plugins.
+
+``temporary_plugin(obj, name)`` registers a plugin object (a module, class instance or namespace
+with ``@hookimpl`` functions) for the duration of a ``with`` block::
+
+    class Flipped:
+        @hookimpl
+        def register_methods(self, register):
+            register("simclr_flipped", FlippedSimCLR, config=SimCLRConfig)
+
+    with temporary_plugin(Flipped(), "flipped"):
+        train(load_recipe("recipes/quickstart.toml", ["method.name=simclr_flipped"]))
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from ssl_kit.errors import PluginError
+from ssl_kit.plugins import PluginInfo, get_registry
+
+
+@contextlib.contextmanager
+def temporary_plugin(plugin: Any, name: str, distribution: str = "", version: str = "0") -> Iterator[PluginInfo]:
+    """Register ``plugin`` in the process-wide registry, and remove it afterwards."""
+    registry = get_registry()
+    info = registry.add_plugin(plugin, name, distribution or f"{name} (test)", version)
+    try:
+        if info.status != "ok":
+            raise PluginError(f"temporary plugin '{name}' failed to register: {info.error}")
+        yield info
+    finally:
+        registry.remove_plugin(name)
+
+
+def need(module: str) -> Any:
+    """Import an optional extra's module in a test; skip when it is missing, but fail under
+    ``CI=true`` (CI installs every extra, so a skip there would hide a broken install)."""
+    import importlib
+    import os
+
+    import pytest
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must install the extra providing '{module}'")
+        pytest.skip(f"optional dependency '{module}' is not installed")
+
+
+def run_contract(out: Any, recipes: list[Any], processes: int, also_without_syncbn: bool = False, timeout: float = 600) -> None:
+    """Launch :mod:`ssl_kit.testing.contract` once for all ``recipes`` with ``processes`` gloo/NCCL
+    processes (``accelerate launch --multi_gpu``), or in this interpreter's subprocess for 1."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    args = ["-m", "ssl_kit.testing.contract", str(out), *map(str, recipes)]
+    if also_without_syncbn:
+        args.append("--also-without-syncbn")
+    if processes == 1:
+        cmd = [sys.executable, *args]
+    else:
+        cmd = [shutil.which("accelerate") or "accelerate", "launch", "--multi_gpu", "--num_processes",
+               str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(20000 + os.getpid() % 20000), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"contract launch failed ({' '.join(cmd)}):\n{proc.stderr[-4000:]}")
+
+
+def compare_runs(a: Any, b: Any) -> dict[str, float]:
+    """Largest absolute differences between two contract runs: per-step logged losses and every
+    floating-point tensor of the final checkpoint (parameters and buffers: BN statistics, EMA
+    targets, queues)."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from ssl_kit.checkpoint import list_checkpoints
+
+    def losses(run: Path) -> list[float]:
+        return [json.loads(x)["loss"] for x in (run / "log.jsonl").read_text().splitlines()]
+
+    la, lb = losses(Path(a)), losses(Path(b))
+    if len(la) != len(lb):
+        raise AssertionError(f"runs logged {len(la)} and {len(lb)} steps")
+    wa = load_file(str(list_checkpoints(Path(a))[-1] / "model.safetensors"))
+    wb = load_file(str(list_checkpoints(Path(b))[-1] / "model.safetensors"))
+    if wa.keys() != wb.keys():
+        raise AssertionError("runs saved different state keys")
+    weights = max(
+        (float((wa[k].double() - wb[k].double()).abs().max()) for k in wa if wa[k].is_floating_point() and wa[k].numel()),
+        default=0.0,
+    )
+    return {"loss": max(abs(x - y) for x, y in zip(la, lb)), "weights": weights}
