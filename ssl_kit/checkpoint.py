@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import platform
@@ -121,12 +122,12 @@ def portable(obj: Any) -> Any:
     which keep objects (a loss scaler) in theirs. Those are not saved; :func:`restore_unsaved`
     takes them from the freshly built optimizer on resume.
     """
-    if isinstance(obj, dict):
+    if type(obj) in (dict, collections.OrderedDict):
         return {k: portable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
+    if type(obj) in (list, tuple):
         return type(obj)(portable(v) for v in obj)
-    if obj is None or isinstance(obj, (torch.Tensor, str, int, float, bool, torch.Size)):
-        return obj
+    if obj is None or isinstance(obj, torch.Tensor) or type(obj) in (str, int, float, bool, torch.Size):
+        return obj  # exact types: an IntEnum is an int but not loadable with weights_only
     return {_UNSAVED: type(obj).__qualname__}
 
 

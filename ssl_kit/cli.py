@@ -71,6 +71,13 @@ def cmd_recipes(as_json: bool) -> None:
         print(f"{row['name']:28s} {row['plugin']:24s} {row['path']}")
 
 
+def _destroy_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
@@ -100,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 from ssl_kit.trainer import train
 
                 train(recipe)
+                _destroy_process_group()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

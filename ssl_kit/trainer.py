@@ -448,5 +448,6 @@ def _train(recipe: Recipe) -> dict[str, Any]:
         (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         say(f"run directory: {run_dir}")
     accelerator.wait_for_everyone()
-    accelerator.end_training()
+    for tracker in accelerator.trackers:  # not end_training(): it destroys the process group,
+        tracker.finish()  # which a later train() in this process still needs
     return results

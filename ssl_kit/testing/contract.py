@@ -18,7 +18,7 @@ from pathlib import Path
 from ssl_kit.recipe import load_recipe
 from ssl_kit.trainer import train
 
-STEPS = 2
+STEPS = 1
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> None:
                 "train.checkpoint_every=0", f"train.sync_batchnorm={sync}", "train.resume='never'",
             ])
             train(recipe)
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
