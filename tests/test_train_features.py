@@ -105,7 +105,7 @@ def test_wandb_tracker_keeps_its_run_id_across_resume(tmp_path, monkeypatch):
     train(recipe(tmp_path, "train.trackers=['wandb']", "train.max_steps=4"))
     assert json.loads((tmp_path / "run" / "trackers.json").read_text())["wandb"] == first
     runs = [p.name for p in (tmp_path / "run" / "wandb").iterdir() if p.name.startswith("offline-run")]
-    assert len(runs) == 2 and all(name.endswith(first) for name in runs)
+    assert len(runs) == 2 and all(f"-{first}" in name for name in runs)
 
 
 def test_unknown_tracker_is_a_recipe_error(tmp_path):
