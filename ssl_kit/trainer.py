@@ -306,6 +306,12 @@ def _train(recipe: Recipe) -> dict[str, Any]:
         state = load_checkpoint(resume_path, method, optimizer, scheduler, rank)
         say(f"ssl_kit: resuming from {resume_path} (step {state['step']})")
     deepspeed = accelerator.state.deepspeed_plugin
+    # Checkpoints and exports read whole parameters from the unwrapped model: true for DDP and
+    # ZeRO stages 1-2, not for sharded parameters.
+    if deepspeed is not None and deepspeed.zero_stage == 3:
+        raise UserError("DeepSpeed ZeRO stage 3 is not supported yet (parameters are sharded); use stage 1 or 2")
+    if getattr(accelerator.state, "fsdp_plugin", None) is not None:
+        raise UserError("FSDP is not supported yet (parameters are sharded); use DDP or DeepSpeed ZeRO stage 1-2")
     if deepspeed is not None:
         # DeepSpeed's engine steps inside accelerator.backward and needs its micro-batch size.
         if accumulation > 1:

@@ -122,3 +122,31 @@ def test_deterministic_and_channels_last_runs_match_the_default_run(tmp_path):
     assert a["steps"] == b["steps"] == 2
     for k in wa:
         assert torch.allclose(wa[k], wb[k], atol=1e-5), k
+
+
+def test_gradient_accumulation_averages_the_micro_batch_gradients(tmp_path):
+    """What holds: k micro-batches of B give the mean of their k gradients (one optimizer step).
+    What does not: it is not one batch of kB for a contrastive loss (other negatives)."""
+    from ssl_kit.data.views import EpochBatchSampler
+    from ssl_kit.trainer import build_dataset, build_method, build_view_dataset, view_spec
+
+    overrides = ["train.max_steps=1", "optim.momentum=0.0", "train.checkpoint_every=0"]
+    r = recipe(tmp_path / "acc", "train.grad_accumulation=2", *overrides)
+    train(r)
+    accumulated = load_file(str(tmp_path / "acc" / "run" / "checkpoints" / "step_1" / "model.safetensors"))
+
+    dataset = build_dataset(r, "train")
+    method = build_method(r, 3)
+    views = build_view_dataset(dataset, view_spec(method, r), r.train.seed)
+    sampler = EpochBatchSampler(len(dataset), 8, r.train.seed, r.train.epochs)
+    loader = torch.utils.data.DataLoader(views, batch_sampler=sampler)
+    optimizer = torch.optim.SGD(method.parameters(), lr=r.optim.lr)
+    for _, batch in zip(range(2), loader):
+        (method(batch)["loss"] / 2).backward()
+    optimizer.step()
+    for key, value in method.state_dict().items():
+        assert torch.allclose(value.float(), accumulated[key].float(), atol=1e-6), key
+
+    train(recipe(tmp_path / "big", "data.batch_size=16", *overrides))
+    one_batch = load_file(str(tmp_path / "big" / "run" / "checkpoints" / "step_1" / "model.safetensors"))
+    assert not torch.allclose(one_batch["projector.0.weight"], accumulated["projector.0.weight"], atol=1e-6)
