@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 from ssl_kit.plugins import hookimpl
@@ -50,3 +51,22 @@ def register_view_presets(register: Register) -> None:
 
     for name, factory in BUILTIN_PRESETS.items():
         register(name, factory)
+
+
+def recipe_folder() -> Path | None:
+    """Where ssl_kit's own recipes are: package data in an installed wheel (ssl_kit.recipes,
+    built from the clone's recipes/ folder), or the clone's recipes/ folder in an editable install."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("ssl_kit.recipes")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    clone = Path(__file__).resolve().parent.parent / "recipes"
+    return clone if clone.is_dir() else None
+
+
+@hookimpl
+def register_recipes(register: Register) -> None:
+    folder = recipe_folder()
+    for path in sorted(folder.glob("*.toml")) if folder else []:
+        register(path.stem, str(path))

@@ -21,8 +21,13 @@ def _versions() -> dict[str, str]:
     return {"ssl_kit": ssl_kit.__version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
-def export_encoder(method: nn.Module, recipe: Any, out_dir: Path, results: dict[str, Any]) -> Path:
-    """Write ``model.safetensors`` (the encoder the method evaluates) and ``config.json``."""
+def export_encoder(
+    method: nn.Module, recipe: Any, out_dir: Path, results: dict[str, Any], inputs: dict[str, Any] | None = None
+) -> Path:
+    """Write ``model.safetensors`` (the encoder the method evaluates) and ``config.json``.
+
+    ``inputs`` describes what the encoder expects: channels, image_size, mean, std.
+    """
     from safetensors.torch import save_file
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -36,8 +41,10 @@ def export_encoder(method: nn.Module, recipe: Any, out_dir: Path, results: dict[
         "format_version": FORMAT_VERSION,
         "library_name": "ssl_kit",
         "method": recipe.method_name,
+        "recipe_name": recipe.name,
         "backbone": resolved["backbone"],
         "num_features": int(getattr(encoder, "num_features", 0)),
+        "inputs": inputs or {},
         "data": resolved["data"],
         "views": {k: v for k, v in resolved["views"].items()},
         "recipe": resolved,
@@ -46,6 +53,43 @@ def export_encoder(method: nn.Module, recipe: Any, out_dir: Path, results: dict[
     }
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return out_dir
+
+
+def load_encoder(path: str | Path) -> nn.Module:
+    """The encoder of an export folder (model.safetensors + config.json), loaded strictly.
+
+    The method is rebuilt from the recipe stored in config.json (its plugins must be installed)
+    and the weights are loaded into ``method.encoder()`` with ``strict=True``. Nothing unpickles.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from ssl_kit.errors import CheckpointError
+    from ssl_kit.recipe import recipe_from_tree
+    from ssl_kit.trainer import build_method
+
+    path = Path(path)
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"export '{path}': cannot read config.json: {err}") from None
+    if config.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"export '{path}' has format_version {config.get('format_version')!r}; this ssl_kit reads "
+            f"format_version {FORMAT_VERSION}"
+        )
+    recipe = recipe_from_tree(config["recipe"], str(path / "config.json"), config.get("recipe_name", "export"))
+    encoder = build_method(recipe, config.get("inputs", {}).get("channels", 3)).encoder()
+    try:
+        state = load_file(str(path / "model.safetensors"))
+    except (OSError, SafetensorError) as err:
+        raise CheckpointError(f"export '{path}': model.safetensors cannot be read: {err}") from None
+    try:
+        encoder.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        detail = " ".join(line.strip() for line in str(err).strip().splitlines()[1:])[:400]
+        raise CheckpointError(f"export '{path}': weights do not match the encoder: {detail}") from None
+    return encoder.eval()
 
 
 # --- resumable training state ------------------------------------------------------------------

@@ -51,6 +51,8 @@ def cmd_plugins(as_json: bool) -> None:
         return
     for p in registry.plugins:
         status = p.status if p.status != "failed" else f"failed: {p.error}"
+        if not p.compatible:
+            status += f" (INCOMPATIBLE: requires ssl-kit{p.requires_core})"
         print(f"{p.distribution} {p.version} (entry point '{p.name}'): {status}")
         for kind, names in p.provides.items():
             print(f"  {kind:13s} {', '.join(sorted(names))}")

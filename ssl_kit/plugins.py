@@ -83,6 +83,8 @@ class PluginInfo:
     status: str = "ok"  # ok | failed | disabled
     error: str = ""
     provides: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    requires_core: str = ""  # the plugin's declared ssl-kit range, e.g. ">=0.1,<0.2"
+    compatible: bool = True  # whether the installed ssl_kit satisfies requires_core
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -188,6 +190,7 @@ class Registry:
             if ep.value in seen or ep.name in {p.name for p in self.plugins}:
                 continue  # the same package found twice on sys.path
             seen.add(ep.value)
+            requires_core, compatible = _core_requirement(dist)
             if ep.name in disabled or dist_name in disabled:
                 self.plugins.append(PluginInfo(ep.name, dist_name, version, status="disabled"))
                 continue
@@ -198,6 +201,16 @@ class Registry:
                 self.plugins.append(info)
             else:
                 info = self.add_plugin(plugin, ep.name, dist_name, version)
+            info.requires_core, info.compatible = requires_core, compatible
+            if not compatible:
+                import ssl_kit
+
+                warnings.warn(
+                    f"ssl_kit: plugin '{ep.name}' ({dist_name} {version}) requires ssl-kit{requires_core}, "
+                    f"but ssl_kit {ssl_kit.__version__} is installed; it may not work",
+                    PluginWarning,
+                    stacklevel=2,
+                )
             if info.status == "failed":
                 warnings.warn(
                     f"ssl_kit: plugin '{ep.name}' ({dist_name} {version}) failed to load: "
@@ -236,6 +249,28 @@ class Registry:
             detail = f": {p.error}" if p.error else " (blocked by SSL_KIT_DISABLE_PLUGINS)"
             message += f" Plugin '{p.name}' from {p.distribution} {p.version} is {p.status}{detail}"
         raise PluginError(message)
+
+
+def _core_requirement(dist: Any) -> tuple[str, bool]:
+    """The ssl-kit version range a distribution declares, and whether this ssl_kit satisfies it."""
+    import ssl_kit
+
+    if dist is None:
+        return "", True
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    for line in dist.requires or []:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(req.name) != "ssl-kit":
+            continue
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        return str(req.specifier), req.specifier.contains(ssl_kit.__version__, prereleases=True)
+    return "", True
 
 
 class PluginWarning(UserWarning):

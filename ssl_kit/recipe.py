@@ -294,6 +294,11 @@ def load_recipe(source: str, overrides: list[str] | tuple[str, ...] = ()) -> Rec
         raise
 
 
+def recipe_from_tree(tree: dict[str, Any], source: str, name: str) -> Recipe:
+    """Validate an already-read recipe tree (e.g. the one stored in an export's config.json)."""
+    return _validate(copy.deepcopy(tree), source, name)
+
+
 def _error(message: str, key: str | None = None) -> RecipeError:
     err = RecipeError(message)
     err.key = key  # type: ignore[attr-defined]

@@ -449,7 +449,10 @@ def _train(recipe: Recipe) -> dict[str, Any]:
         if recipe.train.export:
             from ssl_kit.checkpoint import export_encoder
 
-            export_encoder(core, recipe, run_dir / "export", results)
+            inputs = {"channels": channels, "image_size": spec.global_size or getattr(dataset, "image_size", None),
+                      "mean": list(getattr(dataset, "mean", []) or []) if spec.normalize else None,
+                      "std": list(getattr(dataset, "std", []) or []) if spec.normalize else None}
+            export_encoder(core, recipe, run_dir / "export", results, inputs)
         results["total_seconds"] = round(time.time() - started, 2)
         (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         say(f"run directory: {run_dir}")

@@ -99,3 +99,8 @@ def compare_runs(a: Any, b: Any) -> dict[str, float]:
         default=0.0,
     )
     return {"loss": max(abs(x - y) for x, y in zip(la, lb)), "weights": weights}
+
+
+from ssl_kit.testing.suite import MethodContract  # noqa: E402
+
+__all__ = ["MethodContract", "compare_runs", "need", "run_contract", "temporary_plugin"]
