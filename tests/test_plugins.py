@@ -41,7 +41,7 @@ def register_methods(register):
 
 @hookimpl
 def register_backbones(register):
-    register("tiny_mlp", tiny, config=TinyConfig)
+    register("test_tiny_mlp", tiny, config=TinyConfig)
 """
 
 
@@ -61,8 +61,8 @@ def test_entry_point_plugin_is_found_with_its_distribution_and_components(site):
     registry = get_registry(reload=True)
     info = next(p for p in registry.plugins if p.name == "good")
     assert (info.distribution, info.version, info.status) == ("ssl-kit-good", "1.2.3", "ok")
-    assert info.provides == {"methods": ["simclr_copy"], "backbones": ["tiny_mlp"]}
-    assert registry.get("backbones", "tiny_mlp").plugin is info
+    assert info.provides == {"methods": ["simclr_copy"], "backbones": ["test_tiny_mlp"]}
+    assert registry.get("backbones", "test_tiny_mlp").plugin is info
     # built-ins are registered through the same hooks, as a peer plugin
     assert registry.get("methods", "simclr").plugin.distribution == "ssl-kit"
 
@@ -126,3 +126,26 @@ def register_methods(register):
     with pytest.warns(UserWarning, match="config must be a dataclass"):
         registry = get_registry(reload=True)
     assert "x" not in registry.names("methods")
+
+
+def test_plugin_requiring_another_core_version_is_flagged(site, capsys):
+    from ssl_kit.cli import main
+
+    make_distribution(site, "ssl-kit-good", "good_plugin", "good", GOOD)
+    metadata = next(site.glob("ssl_kit_good-*.dist-info")) / "METADATA"
+    metadata.write_text(metadata.read_text() + "Requires-Dist: ssl-kit<0.1,>=0.0.1\nRequires-Dist: numpy\n")
+    with pytest.warns(UserWarning, match=r"requires ssl-kit<0.1,>=0.0.1"):
+        registry = get_registry(reload=True)
+    info = next(p for p in registry.plugins if p.name == "good")
+    assert not info.compatible and info.status == "ok"
+    main(["plugins"])
+    assert "INCOMPATIBLE: requires ssl-kit<0.1,>=0.0.1" in capsys.readouterr().out
+
+
+def test_recipes_are_registered_by_name(capsys):
+    from ssl_kit.cli import main
+
+    registry = get_registry(reload=True)
+    assert registry.get("recipes", "quickstart").factory.endswith("quickstart.toml")
+    main(["recipes"])
+    assert "quickstart" in capsys.readouterr().out
