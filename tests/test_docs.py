@@ -18,3 +18,17 @@ def test_every_knob_has_help_text():
     assert rows
     for row in rows:
         assert row.split("|")[4].strip(), f"undocumented knob: {row}"
+
+
+def test_api_reference_builds_offline(tmp_path):
+    import subprocess
+    import sys
+
+    from ssl_kit.testing import need
+
+    need("mkdocstrings")
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    page = (tmp_path / "site" / "api" / "index.html").read_text()
+    assert "nt_xent" in page and "MethodContract" in page

@@ -104,3 +104,27 @@ def test_short_quickstart_learns_and_flipped_loss_does_not(tmp_path):
         flipped, random_init2 = quickstart(tmp_path / "flipped", ["method.name=simclr_flipped"])
     assert random_init2[key] == random_init[key]
     assert not (flipped[key] >= 96.5 and flipped[key] >= random_init[key] + 1.0), flipped
+
+
+def test_export_loads_and_bad_exports_give_clear_errors(tmp_path):
+    from ssl_kit.checkpoint import load_encoder
+    from ssl_kit.errors import CheckpointError
+
+    (tmp_path / "fake.toml").write_text(FAKE)
+    train(load_recipe(str(tmp_path / "fake.toml"), [f"train.output_dir={tmp_path / 'run'}", "eval.enabled=false"]))
+    export = tmp_path / "run" / "export"
+    encoder = load_encoder(export)
+    assert encoder(torch.zeros(2, 3, 16, 16)).shape == (2, 16)
+    config = json.loads((export / "config.json").read_text())
+    (export / "config.json").write_text(json.dumps({**config, "format_version": 99}))
+    with pytest.raises(CheckpointError, match="format_version 99"):
+        load_encoder(export)
+    (export / "config.json").write_text(json.dumps(config))
+    data = (export / "model.safetensors").read_bytes()
+    (export / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors cannot be read"):
+        load_encoder(export)
+    state = tmp_path / "run" / "checkpoints" / "step_3" / "state.json"
+    state.write_text(json.dumps({**json.loads(state.read_text()), "format_version": 0}))
+    with pytest.raises(CheckpointError, match="format_version 0"):
+        train(load_recipe(str(tmp_path / "fake.toml"), [f"train.output_dir={tmp_path / 'run'}", "train.max_steps=4"]))
