@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+import pickle
 import os
 import platform
 from pathlib import Path
@@ -307,6 +308,8 @@ def load_checkpoint(path: Path, method: nn.Module, optimizer: Any, scheduler: An
             f"checkpoint '{path}' has format_version {state.get('format_version')!r}; this ssl_kit "
             f"reads format_version {FORMAT_VERSION}"
         )
+    from safetensors import SafetensorError
+
     try:
         tensors = load_file(str(path / "model.safetensors"))
         method.load_state_dict(tensors, strict=True)
@@ -316,7 +319,7 @@ def load_checkpoint(path: Path, method: nn.Module, optimizer: Any, scheduler: An
         rng_file = path / f"rng_rank{rank}.pt"
         if rng_file.exists():
             set_rng_state(torch.load(rng_file, weights_only=True))
-    except (OSError, RuntimeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint '{path}' cannot be loaded: {first}") from None
+    except (OSError, RuntimeError, ValueError, SafetensorError, pickle.UnpicklingError) as err:
+        detail = " ".join(str(err).strip().split())[:400] or type(err).__name__
+        raise CheckpointError(f"checkpoint '{path}' cannot be loaded: {detail}") from None
     return state

@@ -73,6 +73,16 @@ def cmd_recipes(as_json: bool) -> None:
         print(f"{row['name']:28s} {row['plugin']:24s} {row['path']}")
 
 
+def user_message(err: BaseException) -> str:
+    """One line for the user. A UserError raised in a DataLoader worker arrives re-raised with the
+    worker's traceback inside its message: keep only the original message."""
+    text = str(err)
+    if "Original Traceback" in text:
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        text = last.split(": ", 1)[1] if last.startswith(("ssl_kit.errors.", type(err).__name__)) and ": " in last else last
+    return " ".join(text.split("\n")).strip()
+
+
 def _destroy_process_group() -> None:
     import torch.distributed as dist
 
@@ -89,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         _parser().print_help()
         return 2
     warnings.filterwarnings("default", category=UserWarning, module="ssl_kit")
+    import os
+
+    import torch
+
+    if not torch.cuda.is_available():  # DeepSpeed, when installed, otherwise warns on every run
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     try:
         if args.command == "plugins":
             cmd_plugins(args.json)
@@ -111,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 train(recipe)
                 _destroy_process_group()
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {user_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
