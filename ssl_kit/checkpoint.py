@@ -188,6 +188,18 @@ def restore_unsaved(saved: Any, current: Any) -> Any:
     return saved
 
 
+def state_digest(module: nn.Module) -> str:
+    """SHA-256 of every tensor of a module's state_dict (names, dtypes, shapes and bytes)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first."""
     root = Path(run_dir) / CHECKPOINT_DIR
@@ -227,6 +239,9 @@ def save_checkpoint(
         tmp.mkdir()
     barrier()
     _torch_save(rng_state(), tmp / f"rng_rank{rank}.pt")
+    # Every process's digest of its own copy of the method: replicas (EMA targets, queues, BN
+    # statistics included) must be identical on every rank; ssl_kit.testing.compare_runs checks.
+    (tmp / f"digest_rank{rank}.txt").write_text(state_digest(method) + "\n")
     if is_main:
         tensors = {k: v.detach().cpu().contiguous() for k, v in method.state_dict().items()}
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format_version": str(FORMAT_VERSION)})

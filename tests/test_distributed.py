@@ -35,7 +35,7 @@ def test_two_processes_with_syncbn_equal_one_process(contract, recipe):
 
 @pytest.mark.parametrize("recipe", CONTRACT_RECIPES, ids=lambda p: p.stem)
 def test_without_syncbn_the_gap_is_measured(contract, recipe):
-    gap = compare_runs(contract / recipe.stem / "p1", contract / recipe.stem / "p2-nosync")
+    gap = compare_runs(contract / recipe.stem / "p1", contract / recipe.stem / "p2-nosync", check_replicas=False)
     print(f"{recipe.stem}: 2 processes vs 1, no SyncBN: {gap}")
     assert gap["weights"] > 1e-7  # per-process batch statistics really differ
 

@@ -73,10 +73,12 @@ def run_contract(out: Any, recipes: list[Any], processes: int, also_without_sync
         raise AssertionError(f"contract launch failed ({' '.join(cmd)}):\n{proc.stderr[-4000:]}")
 
 
-def compare_runs(a: Any, b: Any) -> dict[str, float]:
+def compare_runs(a: Any, b: Any, check_replicas: bool = True) -> dict[str, float]:
     """Largest absolute differences between two contract runs: per-step logged losses and every
     floating-point tensor of the final checkpoint (parameters and buffers: BN statistics, EMA
-    targets, queues)."""
+    targets, queues). Also checks that within each run every process ended with an identical
+    copy of the method (the per-rank digests of the checkpoint) when ``check_replicas`` is true;
+    without SyncBN, batch-norm running statistics legitimately differ between processes."""
     import json
     from pathlib import Path
 
@@ -87,6 +89,10 @@ def compare_runs(a: Any, b: Any) -> dict[str, float]:
     def losses(run: Path) -> list[float]:
         return [json.loads(x)["loss"] for x in (run / "log.jsonl").read_text().splitlines()]
 
+    for run in (Path(a), Path(b)) if check_replicas else ():
+        digests = {p.read_text() for p in list_checkpoints(run)[-1].glob("digest_rank*.txt")}
+        if len(digests) != 1:
+            raise AssertionError(f"{run}: the processes' copies of the method differ after training")
     la, lb = losses(Path(a)), losses(Path(b))
     if len(la) != len(lb):
         raise AssertionError(f"runs logged {len(la)} and {len(lb)} steps")
