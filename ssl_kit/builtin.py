@@ -12,9 +12,15 @@ Register = Callable[..., Any]
 
 @hookimpl
 def register_methods(register: Register) -> None:
+    from ssl_kit.methods.byol import BYOL, BYOLConfig
+    from ssl_kit.methods.moco import MoCo, MoCoConfig
     from ssl_kit.methods.simclr import SimCLR, SimCLRConfig
+    from ssl_kit.methods.simsiam import SimSiam, SimSiamConfig
 
     register("simclr", SimCLR, config=SimCLRConfig)
+    register("mocov2plus", MoCo, config=MoCoConfig)
+    register("byol", BYOL, config=BYOLConfig)
+    register("simsiam", SimSiam, config=SimSiamConfig)
 
 
 @hookimpl

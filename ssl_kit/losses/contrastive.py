@@ -98,3 +98,45 @@ def nt_xent(
     positive = torch.gather(logits, 1, positive_cols)  # self entry is -inf: drops out of logsumexp
     loss = torch.logsumexp(logits, dim=1) - torch.logsumexp(positive, dim=1)
     return loss.mean()
+
+
+@exact
+def moco_infonce(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    queue: torch.Tensor,
+    temperature: float = 0.2,
+    similarity: Similarity = "dot",
+) -> torch.Tensor:
+    """MoCo's InfoNCE (He et al., CVPR 2020, eq. 1; v2: Chen et al. 2020):
+
+        logits_i = [sim(q_i, k_i), sim(q_i, queue_1), ..., sim(q_i, queue_K)] / T
+        L = cross_entropy(logits, target 0), mean over the N queries
+
+    Args:
+        q: (N, D) queries, already L2-normalised by the caller.
+        k: (N, D) keys from the momentum encoder (row i: the other view of image i), normalised;
+            detached here.
+        queue: (D, K) normalised negative keys (detached here).
+        temperature: T > 0 (MoCo v2 / solo-learn: 0.2).
+        similarity: "dot" (default; on normalised inputs this is the cosine), or a callable
+            sim(a, b) -> (len(a), len(b)) on the given vectors (e.g. a geodesic similarity).
+    Returns: scalar; float32 for half inputs, else the input dtype.
+    """
+    if q.ndim != 2 or q.shape != k.shape or queue.ndim != 2 or queue.shape[0] != q.shape[1]:
+        raise ValueError(
+            f"moco_infonce expects q, k (N, D) and queue (D, K), got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(queue.shape)}"
+        )
+    if not temperature > 0:
+        raise ValueError(f"moco_infonce needs temperature > 0, got {temperature}")
+    q = working_dtype(q)
+    k, queue = working_dtype(k).detach().to(q.dtype), working_dtype(queue).detach().to(q.dtype)
+    if callable(similarity):
+        positive = torch.diagonal(similarity(q, k))
+        negative = similarity(q, queue.T)
+    elif similarity == "dot":
+        positive, negative = (q * k).sum(dim=1), q @ queue
+    else:
+        raise ValueError(f"unknown similarity {similarity!r}; allowed: dot or a callable")
+    logits = torch.cat([positive[:, None], negative], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
