@@ -205,12 +205,24 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise RecipeError(f"{path}: not a UTF-8 text file") from None
 
 
-def deep_merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
-    """``child`` over ``base``; tables merge key by key, anything else is replaced."""
+COMPONENT_TABLES = ("method", "backbone", "data")
+
+
+def deep_merge(base: dict[str, Any], child: dict[str, Any], top: bool = True) -> dict[str, Any]:
+    """``child`` over ``base``; tables merge key by key, anything else is replaced. A component
+    table ([method], [backbone], [data]) whose ``name`` changes replaces the base table: the base's
+    keys belong to another component."""
     out = copy.deepcopy(base)
     for key, value in child.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
+        base_value = out.get(key)
+        renamed = (
+            top and key in COMPONENT_TABLES and isinstance(value, dict) and isinstance(base_value, dict)
+            and "name" in value and value["name"] != base_value.get("name")
+        )
+        if renamed:
+            out[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(base_value, dict):
+            out[key] = deep_merge(base_value, value, top=False)
         else:
             out[key] = copy.deepcopy(value)
     return out

@@ -122,3 +122,20 @@ def test_cli_prints_one_line_and_exits_2_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("error: ") and "unknown key 'epoch'" in lines[-1]
+
+
+def test_every_registered_recipe_validates():
+    from ssl_kit.plugins import get_registry
+
+    names = get_registry().names("recipes")
+    assert "quickstart" in names
+    for name in names:
+        load_recipe(name)
+
+
+def test_extends_with_another_component_replaces_that_table(tmp_path):
+    write(tmp_path, MINIMAL.replace('name = "simclr"', 'name = "simclr"\ntemperature = 0.3'), "base.toml")
+    path = write(tmp_path, 'extends = "base.toml"\n[method]\nname = "byol"\npred_hidden_dim = 8\n[train]\nepochs = 2\n')
+    recipe = load_recipe(path)
+    assert recipe.method_name == "byol" and recipe.method.pred_hidden_dim == 8  # no 'temperature' leaks in
+    assert recipe.backbone_name == "convnet" and recipe.train.epochs == 2

@@ -109,4 +109,25 @@ def compare_runs(a: Any, b: Any, check_replicas: bool = True) -> dict[str, float
 
 from ssl_kit.testing.suite import MethodContract  # noqa: E402
 
-__all__ = ["MethodContract", "compare_runs", "need", "run_contract", "temporary_plugin"]
+__all__ = ["MethodContract", "compare_runs", "need", "run_contract", "sign_flipped_plugin", "temporary_plugin"]
+
+
+def sign_flipped_plugin(method: str) -> Any:
+    """A plugin object registering ``<method>_flipped``: the registered method with its loss
+    negated. Training it is the negative control of an accuracy threshold: a threshold that a
+    sign-flipped loss also reaches proves nothing."""
+    from ssl_kit.plugins import get_registry, hookimpl
+
+    component = get_registry().get("methods", method)
+
+    class Flipped(component.factory):  # type: ignore[misc, valid-type]
+        def forward(self, batch: Any) -> Any:
+            out = super().forward(batch)
+            return {**out, "loss": -out["loss"]}
+
+    class Plugin:
+        @hookimpl
+        def register_methods(self, register: Any) -> None:
+            register(f"{method}_flipped", Flipped, config=component.config)
+
+    return Plugin()
