@@ -75,4 +75,5 @@ def recipe_folder() -> Path | None:
 def register_recipes(register: Register) -> None:
     folder = recipe_folder()
     for path in sorted(folder.glob("*.toml")) if folder else []:
-        register(path.stem, str(path))
+        if not path.name.startswith("_"):  # partial recipes, used only through `extends`
+            register(path.stem, str(path))

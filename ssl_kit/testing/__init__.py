@@ -109,25 +109,38 @@ def compare_runs(a: Any, b: Any, check_replicas: bool = True) -> dict[str, float
 
 from ssl_kit.testing.suite import MethodContract  # noqa: E402
 
-__all__ = ["MethodContract", "compare_runs", "need", "run_contract", "sign_flipped_plugin", "temporary_plugin"]
+__all__ = ["MethodContract", "compare_runs", "need", "no_gradient_plugin", "run_contract", "sign_flipped_plugin", "temporary_plugin"]
 
 
-def sign_flipped_plugin(method: str) -> Any:
-    """A plugin object registering ``<method>_flipped``: the registered method with its loss
-    negated. Training it is the negative control of an accuracy threshold: a threshold that a
-    sign-flipped loss also reaches proves nothing."""
+def _loss_variant_plugin(method: str, suffix: str, scale: float) -> Any:
     from ssl_kit.plugins import get_registry, hookimpl
 
     component = get_registry().get("methods", method)
 
-    class Flipped(component.factory):  # type: ignore[misc, valid-type]
+    class Variant(component.factory):  # type: ignore[misc, valid-type]
         def forward(self, batch: Any) -> Any:
             out = super().forward(batch)
-            return {**out, "loss": -out["loss"]}
+            return {**out, "loss": scale * out["loss"]}
 
     class Plugin:
         @hookimpl
         def register_methods(self, register: Any) -> None:
-            register(f"{method}_flipped", Flipped, config=component.config)
+            register(f"{method}_{suffix}", Variant, config=component.config)
 
     return Plugin()
+
+
+def sign_flipped_plugin(method: str) -> Any:
+    """A plugin object registering ``<method>_flipped``: the registered method with its loss
+    negated. Training it is the negative control of an accuracy threshold for contrastive methods:
+    a threshold that a sign-flipped loss also reaches proves nothing. (For methods with a predictor
+    and a stop-gradient, BYOL and SimSiam, the sign is a symmetry: the predictor can negate its
+    output, so a flipped run learns as well; use :func:`no_gradient_plugin` there.)"""
+    return _loss_variant_plugin(method, "flipped", -1.0)
+
+
+def no_gradient_plugin(method: str) -> Any:
+    """A plugin object registering ``<method>_nograd``: the same forward (batch-norm statistics,
+    EMA and queue updates included) with the loss multiplied by zero, so no weight learns. The
+    negative control for methods where a sign flip is a symmetry."""
+    return _loss_variant_plugin(method, "nograd", 0.0)
