@@ -56,6 +56,23 @@ def export_encoder(
     return out_dir
 
 
+def read_versioned_json(folder: Path, name: str, what: str) -> dict[str, Any]:
+    """``folder/name`` as a dict, with a clear error when it is unreadable or its
+    ``format_version`` is not the one this ssl_kit reads."""
+    from ssl_kit.errors import CheckpointError
+
+    try:
+        data = json.loads((folder / name).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{what} '{folder}': cannot read {name}: {err}") from None
+    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+        found = data.get("format_version") if isinstance(data, dict) else None
+        raise CheckpointError(
+            f"{what} '{folder}' has format_version {found!r}; this ssl_kit reads format_version {FORMAT_VERSION}"
+        )
+    return data
+
+
 def load_encoder(path: str | Path) -> nn.Module:
     """The encoder of an export folder (model.safetensors + config.json), loaded strictly.
 
@@ -70,15 +87,7 @@ def load_encoder(path: str | Path) -> nn.Module:
     from ssl_kit.trainer import build_method
 
     path = Path(path)
-    try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"export '{path}': cannot read config.json: {err}") from None
-    if config.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"export '{path}' has format_version {config.get('format_version')!r}; this ssl_kit reads "
-            f"format_version {FORMAT_VERSION}"
-        )
+    config = read_versioned_json(path, "config.json", "export")
     recipe = recipe_from_tree(config["recipe"], str(path / "config.json"), config.get("recipe_name", "export"))
     encoder = build_method(recipe, config.get("inputs", {}).get("channels", 3)).encoder()
     try:
@@ -314,15 +323,7 @@ def load_checkpoint(path: Path, method: nn.Module, optimizer: Any, scheduler: An
     from ssl_kit.errors import CheckpointError
 
     path = Path(path)
-    try:
-        state = json.loads((path / "state.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"checkpoint '{path}': cannot read state.json: {err}") from None
-    if state.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint '{path}' has format_version {state.get('format_version')!r}; this ssl_kit "
-            f"reads format_version {FORMAT_VERSION}"
-        )
+    state = read_versioned_json(path, "state.json", "checkpoint")
     from safetensors import SafetensorError
 
     try:
