@@ -42,6 +42,16 @@ def register_datasets(register: Register) -> None:
     register("fake", s.fake, config=s.FakeConfig)
     register("image_folder", s.image_folder, config=s.ImageFolderConfig)
 
+    from ssl_kit.data import folders, hf
+    from ssl_kit.data import torchvision_sources as tv
+
+    register("cifar10", tv.cifar10, config=tv.TorchvisionConfig)
+    register("cifar100", tv.cifar100, config=tv.TorchvisionConfig)
+    register("stl10", tv.stl10, config=tv.TorchvisionConfig)
+    register("imagenet100", folders.imagenet100, config=folders.ImageNet100Config)
+    register("tinyimagenet", folders.tinyimagenet, config=folders.TinyImageNetConfig)
+    register("hf", hf.hf, config=hf.HFConfig)
+
 
 @hookimpl
 def register_evaluators(register: Register) -> None:

@@ -15,6 +15,7 @@ import torch.distributed as dist
 
 
 def is_distributed() -> bool:
+    """True when more than one process is running (collectives are needed)."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
@@ -34,10 +35,12 @@ def rank_offset(n_local: int) -> int:
 
 
 def _check_equal_rows(x: torch.Tensor) -> None:
+    # one tiny collective: the ragged case would otherwise hang or fail deep inside all_gather
     sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(world_size())]
     dist.all_gather(sizes, torch.tensor([x.shape[0]], device=x.device))
     if len({int(s) for s in sizes}) != 1:
-        raise ValueError(f"gather needs the same number of rows on every process, got {[int(s) for s in sizes]}")
+        rows = [int(s) for s in sizes]
+        raise ValueError(f"gather needs the same number of rows on every process; rows per rank: {rows}")
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -50,16 +53,29 @@ class _GatherWithGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        grad = grad.contiguous()
+        # grad holds d(this process's loss)/d(every process's rows). Rank r's rows also enter the
+        # losses of all other processes, so their full gradient is the SUM over processes.
+        # Copy first: all_reduce works in place and the incoming gradient may be shared.
+        grad = grad.clone(memory_format=torch.contiguous_format)
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         start = rank() * ctx.n
         return grad[start : start + ctx.n]
 
 
 def gather(x: torch.Tensor) -> torch.Tensor:
-    """All-gather along dim 0 in rank order, with a gradient (sum-reduced backward).
+    """All-gather along dim 0 in rank order, with a gradient: (n, ...) -> (world_size*n, ...).
 
-    Returns ``x`` itself when there is a single process.
+    Forward: the concatenation of every process's ``x`` in rank order (this process's rows start
+    at :func:`rank_offset`). Backward: the incoming gradient is all-reduced with SUM and this
+    process's slice is returned. Why sum: every process's loss depends on every process's rows
+    (they are its negatives), so d(Σ_p loss_p)/d(x_r) is the sum of the contributions computed
+    on all processes. DDP then AVERAGES parameter gradients over the P processes, so
+    P processes x batch B (each loss a mean over its rows) give exactly the gradient of one
+    process with batch P*B. Averaging here instead, or a plain all_gather (no gradient to the
+    other processes' rows), silently scales or drops part of the gradient.
+
+    Every process must pass the same number of rows (ValueError otherwise, raised on all of
+    them). Returns ``x`` itself, no copy, when there is a single process.
     """
     if not is_distributed():
         return x

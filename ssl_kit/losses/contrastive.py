@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ssl_kit.distributed import gather, rank_offset
+from ssl_kit import distributed
 
 Similarity = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 SIMILARITIES = ("cosine", "dot")
@@ -38,13 +38,20 @@ def similarity_matrix(a: torch.Tensor, b: torch.Tensor, similarity: Similarity =
     ``"cosine"``: â·b̂ with â = a/‖a‖ (F.normalize, eps 1e-12); ``"dot"``: a·b; or a callable
     ``sim(a, b)`` on the raw inputs (e.g. a plugin's geodesic similarity).
     """
+    _check_similarity(similarity)
     if callable(similarity):
-        return similarity(a, b)
+        out = similarity(a, b)
+        if out.shape != (len(a), len(b)):
+            raise ValueError(f"similarity callable returned shape {tuple(out.shape)}, expected {(len(a), len(b))}")
+        return out
     if similarity == "cosine":
         return F.normalize(a, dim=1, eps=1e-12) @ F.normalize(b, dim=1, eps=1e-12).T
-    if similarity == "dot":
-        return a @ b.T
-    raise ValueError(f"unknown similarity {similarity!r}; allowed: {', '.join(SIMILARITIES)} or a callable")
+    return a @ b.T  # "dot"
+
+
+def _check_similarity(similarity: Similarity) -> None:
+    if not callable(similarity) and similarity not in SIMILARITIES:
+        raise ValueError(f"unknown similarity {similarity!r}; allowed: {', '.join(SIMILARITIES)} or a callable")
 
 
 @exact
@@ -53,15 +60,18 @@ def nt_xent(
     n_views: int = 2,
     temperature: float = 0.2,
     similarity: Similarity = "cosine",
-    gather_negatives: bool = True,
+    gather: bool = True,
 ) -> torch.Tensor:
     """NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR (Chen et al., ICML 2020,
     eq. 1), in its multi-positive form for more than two views.
 
-        S_ij = sim(z_i, z_j) / T,   P(i) = rows of the same image as i in the other views,
+    Paper (two views, positive pair (i, j)):
+        ℓ(i, j) = -log( exp(sim(z_i, z_j)/T) / Σ_{k≠i} exp(sim(z_i, z_k)/T) )
+    Here, for every local row i, with k running over the rows of ALL processes:
+        S_ik = sim(z_i, z_k) / T,   P(i) = rows of the same image as i in the other views,
         L = -1/|rows| Σ_i log( Σ_{p∈P(i)} exp(S_ip) / Σ_{k≠i} exp(S_ik) )
-
-    With two views this is the standard NT-Xent (one positive per row).
+    computed with logsumexp. With two views P(i) has one element: the paper's loss, averaged
+    over the 2N anchors.
 
     Args:
         z: (V*N, D) raw projector outputs of this process's N images, VIEW-MAJOR: rows
@@ -69,12 +79,17 @@ def nt_xent(
         n_views: V >= 2.
         temperature: T > 0 (solo-learn CIFAR: 0.2).
         similarity: "cosine" (default), "dot", or a callable sim(a, b) -> (len(a), len(b)).
-        gather_negatives: take negatives from every process (all-gather with gradient), so N
-            processes x N images give the loss of one process with all the images.
+        gather: take negatives from every process (:func:`ssl_kit.distributed.gather`, with
+            gradient), so P processes x N images give, row for row, the losses of one process
+            with the P*N images. Identity when there is one process.
 
     Returns:
         Scalar mean over this process's rows; float32 for half inputs, else the input dtype
-        (float64 stays float64).
+        (float64 stays float64, never downcast).
+
+    Raises:
+        ValueError: z not 2-D, rows not a multiple of n_views, n_views < 2, temperature <= 0,
+            or an unknown similarity name.
     """
     if z.ndim != 2:
         raise ValueError(f"nt_xent expects z of shape (V*N, D), got {tuple(z.shape)}")
@@ -84,10 +99,13 @@ def nt_xent(
         raise ValueError(f"nt_xent: {z.shape[0]} rows are not a positive multiple of n_views={n_views}")
     if not temperature > 0:
         raise ValueError(f"nt_xent needs temperature > 0, got {temperature}")
+    _check_similarity(similarity)  # before the gather: every process fails, none hangs
     z = working_dtype(z)
     rows, n = z.shape[0], z.shape[0] // n_views
-    everything = gather(z) if gather_negatives else z
-    offset = rank_offset(rows) if gather_negatives else 0
+    everything = distributed.gather(z) if gather else z
+    # this process's rows sit at [offset, offset + rows) of the gathered layout (rank-major, then
+    # view-major inside each rank); the self and positive columns are found there
+    offset = distributed.rank_offset(rows) if gather else 0
     logits = similarity_matrix(z, everything, similarity) / temperature
     local = torch.arange(rows, device=z.device)
     self_cols = offset + local

@@ -1,0 +1,251 @@
+"""Folder-based datasets with a fixed layout: ImageNet-100 and Tiny ImageNet.
+
+Both read image files lazily (PIL, converted to RGB) and expose ``paths`` (so a prior file can be
+keyed by file name). ``on_error = "skip"`` replaces an unreadable image by the next readable one
+(index order, wrapping around; the replacement's own index and label are returned) and records
+the bad file in ``skipped``. With DataLoader workers each worker process keeps its own ``skipped``
+set, so the main process only sees files it read itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from ssl_kit.config import knob
+from ssl_kit.data.priors import PriorOptions, with_prior
+from ssl_kit.data.sources import IMAGE_EXTENSIONS, _check_split, _scan
+from ssl_kit.data.views import IMAGENET_MEAN, IMAGENET_STD
+from ssl_kit.errors import DataError
+
+TINY_MEAN = (0.4802, 0.4481, 0.3975)
+TINY_STD = (0.2302, 0.2265, 0.2262)
+
+
+def _extensions(values: list[str]) -> tuple[str, ...]:
+    return tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in values)
+
+
+class FileImages(torch.utils.data.Dataset):
+    """Labelled image files: ``paths[i]`` with class ``labels[i]``."""
+
+    def __init__(
+        self,
+        paths: list[str],
+        labels: np.ndarray,
+        classes: list[str],
+        *,
+        root_folder: str,
+        on_error: str,
+        **attrs: Any,
+    ) -> None:
+        self.paths = paths
+        self.labels: np.ndarray | None = labels
+        self.classes = classes
+        self.num_classes = len(classes)
+        self.root_folder = root_folder
+        self.on_error = on_error
+        self.skipped: set[str] = set()
+        self.channels = 3
+        for key, value in attrs.items():
+            setattr(self, key, value)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _load(self, index: int) -> Any:
+        from PIL import Image, UnidentifiedImageError
+
+        path = self.paths[index]
+        try:
+            with Image.open(path) as img:
+                return img.convert("RGB")
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
+            raise DataError(f"cannot read image '{path}': {err}") from None
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        n = len(self.paths)
+        if not 0 <= index < n:
+            raise IndexError(f"index {index} out of range for {n} images")
+        for step in range(n):
+            j = (index + step) % n
+            if self.paths[j] in self.skipped:
+                continue
+            try:
+                image = self._load(j)
+            except DataError:
+                if self.on_error != "skip":
+                    raise
+                self.skipped.add(self.paths[j])
+                continue
+            item: dict[str, Any] = {"image": image, "index": j}
+            if self.labels is not None:
+                item["label"] = int(self.labels[j])
+            return item
+        raise DataError(f"no readable image among the {n} files under '{self.root_folder}' (on_error = 'skip')")
+
+
+# --- imagenet100 -------------------------------------------------------------------------------
+@dataclasses.dataclass
+class ImageNet100Config(PriorOptions):
+    root: str = knob(help="ImageNet folder with train/<wnid>/*.JPEG and val/<wnid>/*.JPEG")
+    class_file: str = knob(
+        "", "file with one WordNet id per line ('' = the 100-class CMC/solo-learn list shipped with ssl_kit)"
+    )
+    train_dir: str = knob("train", "subfolder of root for the train split")
+    test_dir: str = knob("val", "subfolder of root for the test split")
+    extensions: list[str] = knob(IMAGE_EXTENSIONS, "file endings that count as images (case-insensitive)")
+    image_size: int = knob(224, "nominal image side in px (images are not opened to find it)", min=1)
+    on_error: Literal["raise", "skip"] = knob(
+        "raise", "unreadable image: 'raise' a DataError, or 'skip' to the next readable image"
+    )
+    mean: list[float] = knob(list(IMAGENET_MEAN), "per-channel mean of [0, 1] pixels")
+    std: list[float] = knob(list(IMAGENET_STD), "per-channel std of [0, 1] pixels")
+
+
+def read_class_file(path: str) -> tuple[list[str], str]:
+    """WordNet ids (one per line, blank lines and '#' comments ignored) and where they came from."""
+    if path:
+        file = Path(path).expanduser()
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as err:
+            raise DataError(f"imagenet100: cannot read class_file '{file}': {err.strerror or err}") from None
+        where = str(file)
+    else:
+        text = resources.files("ssl_kit.data").joinpath("imagenet100_classes.txt").read_text(encoding="utf-8")
+        where = "the built-in ImageNet-100 list"
+    classes = [line.split("#")[0].strip() for line in text.splitlines()]
+    classes = [c for c in classes if c]
+    if not classes:
+        raise DataError(f"imagenet100: class_file '{where}' lists no classes")
+    if len(set(classes)) != len(classes):
+        dup = next(c for i, c in enumerate(classes) if c in classes[:i])
+        raise DataError(f"imagenet100: class '{dup}' appears twice in class_file '{where}'")
+    return classes, where
+
+
+def imagenet100(cfg: ImageNet100Config, split: str) -> Any:
+    """ImageNet restricted to the classes of ``class_file`` (labels: sorted WordNet ids)."""
+    _check_split("imagenet100", split)
+    root = Path(cfg.root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"imagenet100: root '{root}' is not a folder")
+    folder = root / (cfg.train_dir if split == "train" else cfg.test_dir)
+    if not folder.is_dir():
+        raise DataError(f"imagenet100: no {split} split: '{folder}' is not a folder (see data.train_dir/test_dir)")
+    wanted, where = read_class_file(cfg.class_file)
+    present = {e.name for e in os.scandir(folder) if e.is_dir(follow_symlinks=True)}
+    missing = [c for c in wanted if c not in present]
+    if missing:
+        more = f" (and {len(missing) - 1} more of the {len(wanted)} classes)" if len(missing) > 1 else ""
+        raise DataError(f"imagenet100: class folder '{missing[0]}'{more} from {where} is missing in '{folder}'")
+    classes = sorted(wanted)
+    extensions = _extensions(cfg.extensions)
+    paths: list[str] = []
+    labels: list[int] = []
+    for label, wnid in enumerate(classes):
+        files = _scan(str(folder / wnid), extensions)
+        if not files:
+            raise DataError(f"imagenet100: class folder '{folder / wnid}' holds no images")
+        paths += files
+        labels += [label] * len(files)
+    dataset = FileImages(
+        paths,
+        np.asarray(labels, dtype=np.int64),
+        classes,
+        root_folder=str(folder),
+        on_error=cfg.on_error,
+        image_size=cfg.image_size,
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+        description=f"ImageNet-{len(classes)} ({where}) from '{folder}' ({len(paths)} images)",
+    )
+    return with_prior(dataset, cfg, split)
+
+
+# --- tinyimagenet ------------------------------------------------------------------------------
+@dataclasses.dataclass
+class TinyImageNetConfig(PriorOptions):
+    root: str = knob(help="tiny-imagenet-200 folder (wnids.txt, train/<wnid>/images/, val/images/ + val_annotations.txt)")
+    on_error: Literal["raise", "skip"] = knob(
+        "raise", "unreadable image: 'raise' a DataError, or 'skip' to the next readable image"
+    )
+    mean: list[float] = knob(list(TINY_MEAN), "per-channel mean of [0, 1] pixels")
+    std: list[float] = knob(list(TINY_STD), "per-channel std of [0, 1] pixels")
+
+
+def tinyimagenet(cfg: TinyImageNetConfig, split: str) -> Any:
+    """Tiny ImageNet (200 classes, 64 px); the test split is the labelled val/ folder.
+
+    Labels follow the order of ``wnids.txt``.
+    """
+    _check_split("tinyimagenet", split)
+    root = Path(cfg.root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"tinyimagenet: root '{root}' is not a folder")
+    wnids_file = root / "wnids.txt"
+    try:
+        classes = [w.strip() for w in wnids_file.read_text(encoding="utf-8").splitlines() if w.strip()]
+    except OSError:
+        raise DataError(f"tinyimagenet: '{wnids_file}' is missing (expected the tiny-imagenet-200 layout)") from None
+    if not classes:
+        raise DataError(f"tinyimagenet: '{wnids_file}' lists no classes")
+    index = {w: i for i, w in enumerate(classes)}
+    extensions = _extensions(IMAGE_EXTENSIONS)
+    paths: list[str] = []
+    labels: list[int] = []
+    if split == "train":
+        folder = root / "train"
+        for label, wnid in enumerate(classes):
+            images = folder / wnid / "images"
+            if not images.is_dir():
+                raise DataError(f"tinyimagenet: class '{wnid}' from wnids.txt has no folder '{images}'")
+            files = _scan(str(images), extensions)
+            paths += files
+            labels += [label] * len(files)
+    else:
+        folder = root / "val"
+        annotations = folder / "val_annotations.txt"
+        images = folder / "images"
+        if not annotations.is_file() or not images.is_dir():
+            raise DataError(f"tinyimagenet: '{annotations}' or '{images}' is missing (test split = val/)")
+        present = {e.name for e in os.scandir(images)}
+        rows = []
+        with open(annotations, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                cells = line.rstrip("\n").split("\t")
+                if len(cells) < 2:
+                    raise DataError(f"tinyimagenet: '{annotations}' line {line_no}: expected 'file<TAB>wnid...'")
+                name, wnid = cells[0].strip(), cells[1].strip()
+                if wnid not in index:
+                    raise DataError(f"tinyimagenet: '{annotations}' line {line_no}: class '{wnid}' is not in wnids.txt")
+                if name not in present:
+                    raise DataError(f"tinyimagenet: '{annotations}' line {line_no}: image '{images / name}' is missing")
+                rows.append((name, index[wnid]))
+        rows.sort()
+        paths = [str(images / name) for name, _ in rows]
+        labels = [label for _, label in rows]
+    if not paths:
+        raise DataError(f"tinyimagenet: no images under '{folder}'")
+    dataset = FileImages(
+        paths,
+        np.asarray(labels, dtype=np.int64),
+        classes,
+        root_folder=str(folder),
+        on_error=cfg.on_error,
+        image_size=64,
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+        description=f"Tiny ImageNet from '{root}', {split} split ({'val/' if split == 'test' else 'train/'}, "
+        f"{len(paths)} images)",
+    )
+    return with_prior(dataset, cfg, split)
