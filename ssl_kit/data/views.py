@@ -98,6 +98,33 @@ def preset_byol(ctx: ViewContext) -> list[nn.Module]:
     return ops
 
 
+def preset_relic(ctx: ViewContext) -> list[nn.Module]:
+    """ReLIC (METHODS.md section 1): strong jitter, Gaussian blur always, solarize (p 0.2, threshold
+    127/255) on global views only. ReLIC trains without mean/std normalisation (its method sets
+    ``normalize = false``); its recipes set the crop scales (global 0.1-1, local 0.05-1)."""
+    ops = _crop(ctx) + _color_ops(ctx, (0.8, 0.8, 0.8, 0.2)) + [_blur(ctx.size, 1.0)]
+    if ctx.kind == "global":
+        ops.append(v2.RandomSolarize(threshold=127 / 255, p=0.2))
+    return ops
+
+
+def preset_decoupled_uniformity(ctx: ViewContext) -> list[nn.Module]:
+    """Decoupled Uniformity (METHODS.md section 5): SimCLR's jitter, no blur, no solarize."""
+    return _crop(ctx) + _color_ops(ctx, (0.8, 0.8, 0.8, 0.2))
+
+
+def preset_qare(ctx: ViewContext) -> list[nn.Module]:
+    """QARe / SparseCLR (METHODS.md section 4): the same list as Decoupled Uniformity's."""
+    return preset_decoupled_uniformity(ctx)
+
+
+def preset_care(ctx: ViewContext) -> list[nn.Module]:
+    """CARE (METHODS.md section 3), for its InfoNCE views and its group-augmented copies alike:
+    weak jitter, blur with a fixed 3 px kernel at p 0.5."""
+    blur = v2.RandomApply([v2.GaussianBlur(3, sigma=(0.1, 2.0))], p=0.5)
+    return _crop(ctx) + _color_ops(ctx, (0.4, 0.4, 0.4, 0.1)) + [blur]
+
+
 def preset_digits(ctx: ViewContext) -> list[nn.Module]:
     """Small digit images: resize, mild crops and affine jitter; never flipped (a flipped 2 is
     not a 2)."""
@@ -117,6 +144,10 @@ BUILTIN_PRESETS: dict[str, Callable[[ViewContext], list[nn.Module]]] = {
     "simclr": preset_simclr,
     "mocov2": preset_mocov2,
     "byol": preset_byol,
+    "relic": preset_relic,
+    "decoupled_uniformity": preset_decoupled_uniformity,
+    "qare": preset_qare,
+    "care": preset_care,
     "digits": preset_digits,
     "none": preset_none,
 }
