@@ -1,15 +1,19 @@
-"""Built-in feature evaluators, as registered components.
+"""Built-in evaluators, as registered components.
 
-A feature evaluator is built as ``factory(cfg)`` and called as
-``evaluator(train_features, train_labels, test_features, test_labels) -> dict[str, float]``.
-It has ``protocol`` (a human-readable name of what it measures, shown in tables and model cards)
-and ``primary`` (the key of its headline number). Every key names its protocol.
+An evaluator is built as ``factory(cfg)``. A feature evaluator is called as
+``evaluator(train_features, train_labels, test_features, test_labels) -> dict[str, float]`` on
+features from the shared extraction (frozen, eval mode, no augmentation). A model evaluator has
+``kind = "model"`` and is called as ``evaluator(encoder, train_set, test_set, ctx)`` where ``ctx``
+(:class:`ssl_kit.eval.report.EvalContext`) gives the evaluation ``transform``, an
+``augmentation(preset)`` factory, the ``device`` and the extraction ``batch_size``. Both have
+``protocol`` (a human-readable name of what it measures, shown in tables and model cards) and
+``primary`` (the key of its headline number). Every key names its protocol.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 from ssl_kit.config import knob
 
@@ -87,4 +91,47 @@ class LinearEvaluator:
             calibrated=self.cfg.calibrated,
             cv_folds=self.cfg.cv_folds,
             c_grid=self.cfg.c_grid,
+        )
+
+
+@dataclasses.dataclass
+class LinearTorchConfig:
+    optimizer: Literal["sgd", "adam"] = knob("sgd", "optimizer of the linear layer")
+    lr: float = knob(0.1, "learning rate (solo-learn 0.1 SGD; CARE/QARe 1e-3 Adam)", gt=0)
+    momentum: float = knob(0.9, "SGD momentum", min=0, lt=1)
+    weight_decay: float = knob(0.0, "weight decay (CARE: 1e-6)", min=0)
+    epochs: int = knob(100, "training epochs", min=1)
+    batch_size: int = knob(256, "training batch size (CARE 512, QARe 128)", min=1)
+    schedule: Literal["cosine", "step", "constant"] = knob("cosine", "per-epoch lr schedule")
+    milestones: list[float] = knob([0.6, 0.8], "'step': decay points, fractions of the epochs (< 1) or epoch numbers", gt=0)
+    gamma: float = knob(0.1, "'step': lr factor at each milestone", gt=0, max=1)
+    augment: str = knob("", "training augmentation: a view preset name (e.g. 'simclr', 'care'), '' for none")
+    seed: int = knob(0, "seed of the layer's initialisation, the batch order and the augmentations")
+
+
+class LinearTorchEvaluator:
+    """Model evaluator: a torch linear layer trained on the frozen encoder (kept in eval mode)."""
+
+    kind = "model"
+
+    def __init__(self, cfg: LinearTorchConfig) -> None:
+        self.cfg = cfg
+        sched = cfg.schedule if cfg.schedule != "step" else f"step {cfg.milestones} x{cfg.gamma:g}"
+        aug = f", '{cfg.augment}' augmentation" if cfg.augment else ", no augmentation"
+        self.protocol = (
+            f"linear (torch {cfg.optimizer} lr={cfg.lr:g} wd={cfg.weight_decay:g}, {cfg.epochs} epochs, "
+            f"batch {cfg.batch_size}, {sched}{aug}; frozen encoder in eval mode)"
+        )
+        self.primary = "linear_torch_top1"
+
+    def __call__(self, encoder: Any, train_set: Any, test_set: Any, ctx: Any) -> dict[str, float]:
+        from ssl_kit.eval.linear_torch import train_linear_probe
+
+        c = self.cfg
+        return train_linear_probe(
+            encoder, train_set, test_set, ctx.transform,
+            augment=ctx.augmentation(c.augment) if c.augment else None,
+            optimizer=c.optimizer, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay,
+            epochs=c.epochs, batch_size=c.batch_size, schedule=c.schedule, milestones=c.milestones,
+            gamma=c.gamma, seed=c.seed, device=ctx.device, extract_batch_size=ctx.batch_size,
         )

@@ -39,11 +39,12 @@ class BYOL(Method):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         v1, v2 = batch["global"][:2]
-        p1, p2 = (self.predictor(self.projector(self.backbone(v))) for v in (v1, v2))
+        h = [self.backbone(v) for v in (v1, v2)]  # one view at a time: batch-norm statistics per view
+        p1, p2 = (self.predictor(self.projector(x)) for x in h)
         with torch.no_grad():
             z1, z2 = self.target(v1), self.target(v2)
         loss = byol_loss(p1, z2) + byol_loss(p2, z1)
-        return {"loss": loss, "tau": self.target.momentum.detach().float()}
+        return {"loss": loss, "tau": self.target.momentum.detach().float(), "features": torch.cat(h)}
 
     def after_step(self, step: int, max_steps: int) -> None:
         self.target.update(nn.Sequential(self.backbone, self.projector), step, max_steps)

@@ -43,7 +43,8 @@ class MoCo(Method):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         views = batch["global"][:2]
-        q = [F.normalize(self.projector(self.backbone(v)), dim=1) for v in views]
+        h = [self.backbone(v) for v in views]
+        q = [F.normalize(self.projector(x), dim=1) for x in h]
         with torch.no_grad():
             k = [F.normalize(self.key_encoder(v), dim=1) for v in views]
         negatives = self.queue.queue.clone()  # the loss sees the queue before this batch's keys
@@ -54,7 +55,7 @@ class MoCo(Method):
         else:
             loss = moco_infonce(q[0], k[1], negatives[0], t)
             self.queue.enqueue(k[1])
-        return {"loss": loss, "tau": self.key_encoder.momentum.detach().float()}
+        return {"loss": loss, "tau": self.key_encoder.momentum.detach().float(), "features": torch.cat(h)}
 
     def after_step(self, step: int, max_steps: int) -> None:
         self.key_encoder.update(nn.Sequential(self.backbone, self.projector), step, max_steps)

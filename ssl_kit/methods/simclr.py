@@ -36,6 +36,7 @@ class SimCLR(Method):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         views = batch["global"]
-        z = self.projector(self.backbone(torch.cat(views)))  # view-major (V*N, D)
+        h = self.backbone(torch.cat(views))  # view-major (V*N, F)
+        z = self.projector(h)
         loss = nt_xent(z, n_views=len(views), temperature=self.cfg.temperature, similarity=self.cfg.similarity)
-        return {"loss": loss}
+        return {"loss": loss, "features": h}

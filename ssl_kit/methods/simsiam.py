@@ -35,7 +35,8 @@ class SimSiam(Method):
         self.predictor = mlp(cfg.proj_output_dim, cfg.pred_hidden_dim, cfg.proj_output_dim, batch_norm=True)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        z1, z2 = (self.projector(self.backbone(v)) for v in batch["global"][:2])
+        h = [self.backbone(v) for v in batch["global"][:2]]
+        z1, z2 = (self.projector(x) for x in h)
         p1, p2 = self.predictor(z1), self.predictor(z2)
         loss = 0.5 * simsiam_loss(p1, z2) + 0.5 * simsiam_loss(p2, z1)
-        return {"loss": loss}
+        return {"loss": loss, "features": torch.cat(h)}
