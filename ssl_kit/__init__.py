@@ -1,14 +1,16 @@
 """ssl_kit: self-supervised visual representation learning with pluggable methods.
 
 Public API: ``hookimpl`` for plugins, ``Method`` and ``ViewSpec`` for method authors,
-``load_recipe`` and ``train`` to run recipes from Python. Losses live in ``ssl_kit.losses``.
+``load_recipe`` and ``train`` to run recipes from Python; ``from_pretrained``, ``load_method`` and
+``push_to_hub`` to load and share exports (:mod:`ssl_kit.hub`). Losses live in ``ssl_kit.losses``.
 """
 
 __version__ = "0.1.0"
 
 from ssl_kit.plugins import hookimpl  # noqa: E402
 
-__all__ = ["hookimpl", "Method", "ViewSpec", "load_recipe", "train", "__version__"]
+__all__ = ["hookimpl", "Method", "ViewSpec", "load_recipe", "train", "from_pretrained", "load_method",
+           "push_to_hub", "__version__"]
 
 
 def __getattr__(name: str):  # lazy: keep `import ssl_kit` light for plugin discovery
@@ -28,4 +30,8 @@ def __getattr__(name: str):  # lazy: keep `import ssl_kit` light for plugin disc
         from ssl_kit.trainer import train
 
         return train
+    if name in ("from_pretrained", "load_method", "push_to_hub"):
+        from ssl_kit import hub
+
+        return getattr(hub, name)
     raise AttributeError(f"module 'ssl_kit' has no attribute {name!r}")

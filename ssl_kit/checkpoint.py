@@ -1,4 +1,5 @@
-"""Exports: the evaluated encoder as safetensors plus a config.json. Nothing here unpickles."""
+"""Exports (the evaluated encoder as safetensors plus a config.json) and resumable checkpoints.
+Nothing here unpickles."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import torch
 from torch import nn
 
 FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"  # the encoder the evaluators see
+METHOD_WEIGHTS = "method.safetensors"  # optional: every tensor of the method
+CONFIG = "config.json"
 
 
 def _versions() -> dict[str, str]:
@@ -22,37 +26,97 @@ def _versions() -> dict[str, str]:
     return {"ssl_kit": ssl_kit.__version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
-def export_encoder(
-    method: nn.Module, recipe: Any, out_dir: Path, results: dict[str, Any], inputs: dict[str, Any] | None = None
-) -> Path:
-    """Write ``model.safetensors`` (the encoder the method evaluates) and ``config.json``.
+def encoder_inputs(dataset: Any, spec: Any) -> dict[str, Any]:
+    """What an exported encoder expects: channels, image size, and the normalisation training used."""
+    return {"channels": getattr(dataset, "channels", 3),
+            "image_size": spec.global_size or getattr(dataset, "image_size", None),
+            "mean": list(getattr(dataset, "mean", []) or []) if spec.normalize else None,
+            "std": list(getattr(dataset, "std", []) or []) if spec.normalize else None}
 
-    ``inputs`` describes what the encoder expects: channels, image_size, mean, std.
-    """
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON through a temporary file and a rename (readers never see half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def save_weights(module: nn.Module, path: Path, contents: str) -> str:
+    """``module``'s state dict as safetensors (written atomically); returns its sha256."""
+    import hashlib
+
     from safetensors.torch import save_file
 
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt", "format_version": str(FORMAT_VERSION), "contents": contents})
+    os.replace(tmp, path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def method_about(method: nn.Module) -> dict[str, str]:
+    """What the model card says about the method: its module docstring's first line, and the
+    ``paper`` (reference or URL) and ``citation`` (BibTeX) class attributes when it defines them."""
+    import sys
+
+    doc = (sys.modules[type(method).__module__].__doc__ or "").strip().splitlines()
+    about = {"description": doc[0].strip() if doc else ""}
+    for key in ("paper", "citation"):
+        if isinstance(getattr(method, key, None), str):
+            about[key] = getattr(method, key)
+    return {k: v for k, v in about.items() if v}
+
+
+def export_encoder(
+    method: nn.Module, recipe: Any, out_dir: Path, results: dict[str, Any], inputs: dict[str, Any] | None = None,
+    full_method: bool = False,
+) -> Path:
+    """Write ``model.safetensors`` (the module the evaluators see: ``eval.features``, by default
+    ``method.encoder()``), ``config.json``, and with ``full_method`` ``method.safetensors``.
+
+    ``inputs`` describes what the encoder expects (:func:`encoder_inputs`). config.json records the
+    sha256 of each weight file; loading checks it. The model card is written by
+    :func:`ssl_kit.hub.finalize_export`.
+    """
+    from ssl_kit.eval.features import feature_module
+
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    encoder = method.encoder() if hasattr(method, "encoder") else method.backbone
-    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-    tmp = out_dir / "model.safetensors.tmp"
-    save_file(state, str(tmp), metadata={"format": "pt", "format_version": str(FORMAT_VERSION)})
-    os.replace(tmp, out_dir / "model.safetensors")
+    features = getattr(recipe.eval, "features", "encoder")
+    encoder = feature_module(method, features)
+    sha256 = {WEIGHTS: save_weights(encoder, out_dir / WEIGHTS, "ssl_kit encoder")}
+    if full_method:
+        sha256[METHOD_WEIGHTS] = save_weights(method, out_dir / METHOD_WEIGHTS, "ssl_kit method")
+    elif (out_dir / METHOD_WEIGHTS).exists():
+        (out_dir / METHOD_WEIGHTS).unlink()  # from an earlier export: it would not match this one
     resolved = recipe.resolved()
+    num_features = getattr(encoder, "num_features", None) or getattr(method.backbone, "num_features", 0)
+    if features not in ("encoder", "backbone"):  # backbone + head: the head's output width
+        was_training, size = encoder.training, (inputs or {}).get("image_size") or 32
+        probe = torch.zeros(2, (inputs or {}).get("channels") or 3, size, size)
+        with torch.no_grad():
+            num_features = encoder.eval()(probe.to(next(encoder.parameters()).device)).flatten(1).shape[1]
+        encoder.train(was_training)
     config = {
         "format_version": FORMAT_VERSION,
         "library_name": "ssl_kit",
         "method": recipe.method_name,
         "recipe_name": recipe.name,
         "backbone": resolved["backbone"],
-        "num_features": int(getattr(encoder, "num_features", 0)),
+        "about": method_about(method),
+        "features": features,
+        # True when the weights are exactly a backbone's (then torchvision/timm load them directly)
+        "backbone_only": set(encoder.state_dict()) == set(method.backbone.state_dict()),
+        "num_features": int(num_features),
         "inputs": inputs or {},
         "data": resolved["data"],
         "views": {k: v for k, v in resolved["views"].items()},
         "recipe": resolved,
         "results": {k: v for k, v in results.items() if k in ("protocols", "results")},
         "versions": _versions(),
+        "sha256": sha256,
     }
-    (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_json(out_dir / CONFIG, config)
     return out_dir
 
 
@@ -73,33 +137,109 @@ def read_versioned_json(folder: Path, name: str, what: str) -> dict[str, Any]:
     return data
 
 
-def load_encoder(path: str | Path) -> nn.Module:
-    """The encoder of an export folder (model.safetensors + config.json), loaded strictly.
+def check_safetensors(path: Path, what: str) -> None:
+    """A one-line error for a missing, truncated, tampered or non-safetensors file, before anything
+    loads it: the header must parse and its tensors must exactly fill the file."""
+    from safetensors import SafetensorError, safe_open
 
-    The method is rebuilt from the recipe stored in config.json (its plugins must be installed)
-    and the weights are loaded into ``method.encoder()`` with ``strict=True``. Nothing unpickles.
-    """
-    from safetensors import SafetensorError
+    from ssl_kit.errors import CheckpointError
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            for key in f.keys():  # every tensor's byte range must lie inside the file
+                f.get_slice(key).get_shape()
+        size = path.stat().st_size
+        with open(path, "rb") as raw:
+            header_len = int.from_bytes(raw.read(8), "little")
+            header = json.loads(raw.read(header_len))
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        if 8 + header_len + end != size:
+            raise ValueError(f"file is {size} bytes, its header describes {8 + header_len + end}")
+    except FileNotFoundError:
+        raise CheckpointError(f"{what}: {path.name} is missing") from None
+    except (OSError, SafetensorError, ValueError, KeyError, TypeError) as err:
+        detail = " ".join(str(err).split())[:300] or type(err).__name__
+        raise CheckpointError(f"{what}: {path.name} cannot be read: it is truncated or corrupted "
+                              f"(not a valid safetensors file): {detail}") from None
+
+
+def verify_checksums(folder: Path, config: dict[str, Any], what: str) -> None:
+    """Check the sha256 that config.json records for each weight file present."""
+    import hashlib
+
+    from ssl_kit.errors import CheckpointError
+
+    for name, expected in (config.get("sha256") or {}).items():
+        path = Path(folder) / name
+        if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+            raise CheckpointError(f"{what}: {name} does not match the sha256 recorded in {CONFIG}: "
+                                  "the file was modified or damaged")
+
+
+def load_strict(module: nn.Module, path: Path, what: str) -> nn.Module:
+    """Check ``path`` (safetensors) and load it into ``module`` with ``strict=True``."""
     from safetensors.torch import load_file
 
     from ssl_kit.errors import CheckpointError
+
+    check_safetensors(path, what)
+    state = load_file(str(path))
+    if "online_probe.linear.weight" in state and not hasattr(module, "online_probe"):
+        # The trainer attaches the online probe to the method (it travels with checkpoints).
+        from ssl_kit.eval.online import OnlineProbe
+
+        classes, width = state["online_probe.linear.weight"].shape
+        module.add_module("online_probe", OnlineProbe(width, classes))
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        detail = " ".join(line.strip() for line in str(err).strip().splitlines()[1:])[:400]
+        raise CheckpointError(f"{what}: {path.name} does not match the model: {detail}") from None
+    return module
+
+
+def rebuild_method(folder: Path, config: dict[str, Any]) -> nn.Module:
+    """The method an export was made from, freshly built from the recipe in its config.json."""
     from ssl_kit.recipe import recipe_from_tree
     from ssl_kit.trainer import build_method
 
+    recipe = recipe_from_tree(config["recipe"], str(Path(folder) / CONFIG), config.get("recipe_name", "export"))
+    return build_method(recipe, (config.get("inputs") or {}).get("channels") or 3)
+
+
+def load_encoder(path: str | Path) -> nn.Module:
+    """The encoder of an export folder (model.safetensors + config.json), loaded strictly, in eval mode.
+
+    The method is rebuilt from the recipe stored in config.json (its plugins must be installed);
+    the weights are checked (file structure, recorded sha256) and loaded into the module the
+    evaluators saw (``features`` in config.json) with ``strict=True``. Nothing unpickles.
+    """
+    from ssl_kit.eval.features import feature_module
+
     path = Path(path)
-    config = read_versioned_json(path, "config.json", "export")
-    recipe = recipe_from_tree(config["recipe"], str(path / "config.json"), config.get("recipe_name", "export"))
-    encoder = build_method(recipe, config.get("inputs", {}).get("channels", 3)).encoder()
-    try:
-        state = load_file(str(path / "model.safetensors"))
-    except (OSError, SafetensorError) as err:
-        raise CheckpointError(f"export '{path}': model.safetensors cannot be read: {err}") from None
-    try:
-        encoder.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        detail = " ".join(line.strip() for line in str(err).strip().splitlines()[1:])[:400]
-        raise CheckpointError(f"export '{path}': weights do not match the encoder: {detail}") from None
-    return encoder.eval()
+    what = f"export '{path}'"
+    config = read_versioned_json(path, CONFIG, "export")
+    check_safetensors(path / WEIGHTS, what)
+    verify_checksums(path, config, what)
+    encoder = feature_module(rebuild_method(path, config), config.get("features", "encoder"))
+    return load_strict(encoder, path / WEIGHTS, what).eval()
+
+
+def load_method(path: str | Path) -> nn.Module:
+    """The whole method of an export that holds method.safetensors, loaded strictly, in eval mode."""
+    from ssl_kit.errors import CheckpointError
+
+    path = Path(path)
+    what = f"export '{path}'"
+    config = read_versioned_json(path, CONFIG, "export")
+    if not (path / METHOD_WEIGHTS).exists():
+        raise CheckpointError(
+            f"{what} holds only the encoder ({WEIGHTS}), not the whole method: re-export with "
+            "'python -m ssl_kit export RUN_DIR --full-method', or load the encoder with from_pretrained"
+        )
+    check_safetensors(path / METHOD_WEIGHTS, what)
+    verify_checksums(path, config, what)
+    return load_strict(rebuild_method(path, config), path / METHOD_WEIGHTS, what).eval()
 
 
 # --- resumable training state ------------------------------------------------------------------

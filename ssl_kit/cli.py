@@ -5,6 +5,12 @@
     python -m ssl_kit plugins [--json]                  installed plugins and what they provide
     python -m ssl_kit recipes [--json]                  registered recipes
     python -m ssl_kit describe [--all]                  reference of every recipe key (markdown)
+    python -m ssl_kit export RUN_DIR [--out DIR] [--full-method]
+                                                        export a run's newest checkpoint (docs/hub.md)
+    python -m ssl_kit push RUN_OR_EXPORT_DIR --repo-id user/name [--private] [--create-pr]
+                                                        upload an export to the Hugging Face Hub
+    python -m ssl_kit eval TARGET [--evaluator NAME ...] [--out DIR] [overrides]
+                                                        evaluate a run directory, export or Hub id
 
 User mistakes print one line ``error: ...`` and exit with code 2; bugs keep their traceback.
 """
@@ -18,7 +24,7 @@ import warnings
 
 from ssl_kit.errors import UserError
 
-SUBCOMMANDS = ("train", "validate", "plugins", "recipes", "describe")
+SUBCOMMANDS = ("train", "validate", "plugins", "recipes", "describe", "eval", "export", "push")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,6 +45,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = sub.add_parser("describe", help="print the reference of every recipe table and component (markdown)")
     p.add_argument("--all", action="store_true", help="include the components of installed plugins")
+    p = sub.add_parser("export", help="export a run's newest checkpoint: model.safetensors, config.json, model card")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (the recipe's train.output_dir)")
+    p.add_argument("--out", metavar="DIR", help="export folder (default: RUN_DIR/export)")
+    p.add_argument("--full-method", action="store_true",
+                   help="also write method.safetensors (every head, EMA target, queue) for ssl_kit.load_method")
+    p = sub.add_parser("push", help="upload an export folder to the Hugging Face Hub (token: HF_TOKEN or 'hf auth login')")
+    p.add_argument("path", metavar="RUN_OR_EXPORT_DIR", help="run directory, or an export folder")
+    p.add_argument("--repo-id", required=True, metavar="USER/NAME", help="Hub model repo, created if needed")
+    p.add_argument("--private", action="store_true", help="create the repo as private")
+    p.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing to main")
+    p.add_argument("--revision", metavar="BRANCH", help="branch to commit to (default: main)")
+    p = sub.add_parser("eval", help="evaluate a run directory, an export folder or a Hub id of an export")
+    p.add_argument("target", help="run directory, export folder, or Hub id (user/name)")
+    p.add_argument("--evaluator", action="append", metavar="NAME",
+                   help="evaluator to run (repeatable; default: the recipe's eval.evaluators)")
+    p.add_argument("--out", help="output folder (default: TARGET/eval)")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value",
+                   help="override recipe keys (eval.*, data.* for another dataset)")
     return parser
 
 
@@ -94,7 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
         argv.insert(0, "train")
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "eval" and all("=" in x and not x.startswith("-") for x in extra):
+        args.overrides += extra  # overrides after an option (eval TARGET --evaluator knn k=v)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         _parser().print_help()
         return 2
@@ -114,6 +143,18 @@ def main(argv: list[str] | None = None) -> int:
             from ssl_kit.docs import reference_markdown
 
             print(reference_markdown(plugins=args.all), end="")
+        elif args.command == "export":
+            from ssl_kit.hub import cmd_export
+
+            cmd_export(args.run_dir, args.out, args.full_method)
+        elif args.command == "push":
+            from ssl_kit.hub import cmd_push
+
+            cmd_push(args.path, args.repo_id, args.private, args.create_pr, args.revision)
+        elif args.command == "eval":
+            from ssl_kit.eval.command import run_eval
+
+            run_eval(args.target, args.evaluator, args.overrides, args.out)
         else:
             from ssl_kit.recipe import dumps_toml, load_recipe
 

@@ -33,7 +33,7 @@ def reference_markdown(plugins: bool = False) -> str:
     ``plugins=True`` the components of every installed plugin too."""
     from ssl_kit.data.views import ViewSpec
     from ssl_kit.plugins import get_registry
-    from ssl_kit.recipe import DataConfig, EvalConfig, ExpectedConfig, OptimConfig, TrainConfig
+    from ssl_kit.recipe import DataConfig, EvalConfig, ExpectedConfig, HubConfig, OptimConfig, TrainConfig
 
     registry = get_registry()
     out = [
@@ -50,6 +50,7 @@ def reference_markdown(plugins: bool = False) -> str:
         ("[train]", TrainConfig, "The training loop."),
         ("[eval]", EvalConfig, "End-of-run evaluation; each evaluator's keys go in `[eval.<name>]`."),
         ("[expected]", ExpectedConfig, "The number a recipe should reach (documentation and reports)."),
+        ("[hub]", HubConfig, "Export extras and pushing to the Hugging Face Hub at the end of training (docs/hub.md)."),
     ]
     for title, cls, text in core:
         out += [f"## {title}", "", text, ""] + _table(cls)
