@@ -1,5 +1,5 @@
 """Dataset sources on tiny data the tests create: CIFAR/STL-10 files in torchvision's layout,
-ImageNet-100 and Tiny ImageNet folders, Hugging Face datasets, per-sample priors."""
+ImageNet-100 and Tiny ImageNet folders, image folders, Hugging Face datasets, per-sample priors."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
+from ssl_kit.cli import main
 from ssl_kit.config import fields_of
-from ssl_kit.data import folders, hf, priors, torchvision_sources as tvs
+from ssl_kit.data import folders, hf, priors, sources, torchvision_sources as tvs
 from ssl_kit.errors import DataError, UserError
 
 datasets = pytest.importorskip("datasets")  # imported at collection: its ~1 s import is not charged to a test
@@ -59,7 +60,7 @@ def test_cifar10_reads_torchvision_layout(tmp_path):
     assert item["image"].dtype == torch.uint8 and item["image"].shape == (3, 32, 32)
     assert int(item["image"][0, 0, 0]) == 1 and item["label"] == 1 and item["index"] == 2
     assert train.labels.dtype == np.int64 and train.num_classes == 10 and train.classes[0] == "c0"
-    assert train.mean == (0.4914, 0.4822, 0.4465) and train.image_size == 32
+    assert train.mean == (0.4914, 0.4822, 0.4465) and train.std == (0.2470, 0.2435, 0.2616) and train.image_size == 32
     assert str(tmp_path) in train.description
 
 
@@ -67,6 +68,7 @@ def test_cifar100_fine_labels(tmp_path):
     write_cifar(tmp_path, "cifar100")
     ds = tvs.cifar100(tvs.TorchvisionConfig(root=str(tmp_path)), "test")
     assert len(ds) == 2 and ds.num_classes == 100 and ds.mean == (0.5071, 0.4865, 0.4409)
+    assert ds.std == (0.2673, 0.2564, 0.2762)
 
 
 def test_cifar_missing_files_offline_message(tmp_path):
@@ -126,6 +128,7 @@ def test_stl10_splits(tmp_path):
     cfg = tvs.TorchvisionConfig(root=str(tmp_path))
     train = tvs.stl10(cfg, "train")
     assert len(train) == 3 and train.labels.tolist() == [0, 1, 2] and train.image_size == 96
+    assert train.mean == (0.4406, 0.4273, 0.3858) and train.std == (0.2312, 0.2265, 0.2237)
     image = train[1]["image"]
     assert image.shape == (3, 96, 96) and int(image[0, 5, 0]) == 200 and int(image[0, 0, 5]) == 0
     assert int(image[1, 0, 0]) == 1 and train[1]["label"] == 1
@@ -215,6 +218,107 @@ def test_tinyimagenet(tmp_path):
     with pytest.raises(DataError) as err:
         folders.tinyimagenet(cfg, "test")
     assert "line 2" in one_line(err) and "val_1.JPEG" in str(err.value)
+
+
+# --- image_folder ------------------------------------------------------------------------------
+def write_classes(root: Path) -> Path:
+    """root/train/{a,b}/ with two 8 px images each (b_1 in a nested folder) and a stray text file."""
+    for c, wnid in enumerate(["a", "b"]):
+        for i in range(2):
+            save_jpeg(root / "train" / wnid / ("deep" if (c, i) == (1, 1) else "") / f"{wnid}_{i}.png", 60 * c + i)
+    (root / "train" / "a" / "notes.txt").write_text("not an image")
+    return root / "train"
+
+
+def test_image_folder_on_error_raise_and_skip(tmp_path, capsys):
+    folder = write_classes(tmp_path)
+    bad = folder / "a" / "a_1.png"
+    bad.write_bytes(bad.read_bytes()[:30])  # truncated
+    cfg = sources.ImageFolderConfig(root=str(tmp_path))
+    ds = sources.image_folder(cfg, "train")
+    assert ds.classes == ["a", "b"] and ds.labels.tolist() == [0, 0, 1, 1] and ds.paths[3].endswith("deep/b_1.png")
+    with pytest.raises(DataError) as err:
+        ds[1]
+    assert str(bad) in one_line(err)
+    ds = sources.image_folder(dataclasses.replace(cfg, on_error="skip"), "train")
+    assert ds.skip_report() == "" and ds[0]["index"] == 0
+    item = ds[1]
+    assert item["index"] == 2 and item["label"] == 1 and ds.skipped == {str(bad)}
+    assert f"on_error = 'skip': cannot read image '{bad}'" in capsys.readouterr().err
+    assert ds[1]["index"] == 2 and capsys.readouterr().err == ""  # named once, then skipped silently
+    assert "1 unreadable image(s) of the 4" in ds.skip_report() and str(bad) in ds.skip_report()
+    bad.unlink()
+    (folder / "b" / "b_0.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    every_worker = sources.image_folder(dataclasses.replace(cfg, on_error="skip"), "train")
+    loader = torch.utils.data.DataLoader(every_worker, batch_size=None, num_workers=2)
+    assert [item["index"] for item in loader] == [0, 2, 2]
+    assert every_worker.skipped == {str(folder / "b" / "b_0.png")}  # seen by a worker, known here
+
+
+def test_image_folder_converts_every_mode_to_rgb(tmp_path):
+    Image.new("L", (8, 8), 90).save(tmp_path / "1_grey.png")
+    palette = Image.new("P", (8, 8), 1)
+    palette.putpalette([255, 0, 0, 0, 0, 255])
+    palette.info["transparency"] = 0
+    palette.save(tmp_path / "2_palette.png")
+    Image.new("RGBA", (8, 8), (10, 20, 30, 0)).save(tmp_path / "3_rgba.png")
+    Image.fromarray(np.full((8, 8), 40000, dtype=np.uint16)).save(tmp_path / "4_grey16.png")
+    Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(tmp_path / "5_cmyk.jpg")
+    ds = sources.image_folder(sources.ImageFolderConfig(root=str(tmp_path)), "train")
+    pixels = [ds[i]["image"].getpixel((3, 3)) for i in range(len(ds))]
+    assert all(ds[i]["image"].mode == "RGB" for i in range(len(ds)))
+    assert pixels[:4] == [(90, 90, 90), (0, 0, 255), (10, 20, 30), (156, 156, 156)]  # 16 bit: scaled, not clipped
+    assert pixels[4][0] > 200 and max(pixels[4][1:]) < 50  # CMYK red
+
+
+def test_image_folder_priors_by_index_and_file_name(tmp_path):
+    folder = write_classes(tmp_path / "data")
+    np.save(tmp_path / "p.npy", np.arange(8.0).reshape(4, 2))
+    cfg = sources.ImageFolderConfig(root=str(tmp_path / "data"), prior_file=str(tmp_path / "p.npy"))
+    ds = sources.image_folder(cfg, "train")
+    assert ds[3]["prior"].tolist() == [6.0, 7.0] and ds.classes == ["a", "b"] and "prior" in ds.description
+    file = tmp_path / "p.csv"
+    file.write_text("name,value\nb/deep/b_1.png,4\na_0.png,1\na/a_1.png,2\nb_0.png,3\n")
+    ds = sources.image_folder(dataclasses.replace(cfg, prior_file=str(file), prior_key="filename"), "train")
+    assert [float(ds[i]["prior"]) for i in range(4)] == [1.0, 2.0, 3.0, 4.0]
+    (tmp_path / "flat.csv").write_text("deep/b_1.png,4\nb_0.png,3\n")
+    flat = sources.image_folder(dataclasses.replace(cfg, root=str(folder / "b"), prior_file=str(tmp_path / "flat.csv"),
+                                                    prior_key="filename"), "train")
+    assert flat.labels is None and [float(flat[i]["prior"]) for i in range(2)] == [3.0, 4.0]
+    np.save(tmp_path / "short.npy", np.zeros(3))
+    with pytest.raises(DataError) as err:
+        sources.image_folder(dataclasses.replace(cfg, prior_file=str(tmp_path / "short.npy")), "train")
+    assert "has 3 rows but the dataset has 4 images" in one_line(err) and "short.npy" in str(err.value)
+    file.write_text("a_0.png,1\na_1.png,2\nb_0.png,3\n")
+    with pytest.raises(DataError) as err:
+        sources.image_folder(dataclasses.replace(cfg, prior_file=str(file), prior_key="filename"), "train")
+    assert "no row for image 'b/deep/b_1.png'" in one_line(err) and "p.csv" in str(err.value)
+
+
+def test_image_folder_layout_errors_are_one_line(tmp_path):
+    (tmp_path / "empty" / "train" / "a").mkdir(parents=True)
+    with pytest.raises(DataError) as err:
+        sources.image_folder(sources.ImageFolderConfig(root=str(tmp_path / "empty")), "train")
+    assert "no images with endings .jpg" in one_line(err) and str(tmp_path / "empty" / "train") in str(err.value)
+    save_jpeg(tmp_path / "loose" / "x.png", 1)
+    with pytest.raises(DataError) as err:
+        sources.image_folder(sources.ImageFolderConfig(root=str(tmp_path / "loose"), labelled="yes"), "train")
+    assert "labelled = 'yes'" in one_line(err) and "no class folders" in str(err.value)
+    (tmp_path / "odd").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "odd" / "x.img", format="PNG")
+    ds = sources.image_folder(sources.ImageFolderConfig(root=str(tmp_path / "odd"), extensions=["IMG"]), "train")
+    assert len(ds) == 1 and ds.image_size == 8
+
+
+def test_training_reports_skipped_images_at_the_end(tmp_path, capsys):
+    folder = write_classes(tmp_path / "data")
+    (folder / "b" / "b_0.png").write_bytes(b"not a png")
+    args = ["quickstart", "data.name=image_folder", f"data.root={tmp_path / 'data'}", "data.on_error=skip",
+            "data.batch_size=2", "data.num_workers=1", "train.epochs=1", "eval.enabled=false", "train.export=false",
+            "train.progress=false", f"train.output_dir={tmp_path / 'run'}"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "ssl_kit: on_error = 'skip': 1 unreadable image(s) of the 4" in err and "b_0.png" in err
 
 
 # --- Hugging Face ------------------------------------------------------------------------------
@@ -333,9 +437,10 @@ def test_prior_csv_by_filename(tmp_path):
 
 def test_every_new_knob_has_help():
     for cls in (tvs.TorchvisionConfig, folders.ImageNet100Config, folders.TinyImageNetConfig, hf.HFConfig,
-                priors.PriorOptions):
+                priors.PriorOptions, sources.ImageFolderConfig):
         for name, (field, tp) in fields_of(cls).items():
             assert field.metadata.get("help"), f"{cls.__name__}.{name} has no help"
             assert name not in {"name", "batch_size", "num_workers", "pin_memory", "persistent_workers",
                                 "prefetch_factor", "train_split"}, f"{name} clashes with a core [data] key"
-    assert typing.get_args(fields_of(folders.ImageNet100Config)["on_error"][1]) == ("raise", "skip")
+    for cls in (folders.ImageNet100Config, folders.TinyImageNetConfig, sources.ImageFolderConfig):
+        assert typing.get_args(fields_of(cls)["on_error"][1]) == ("raise", "skip")

@@ -1,17 +1,41 @@
-"""The batch contract: views depend on (seed, epoch, index, view) only."""
+"""The batch contract: views depend on (seed, epoch, index, view) only; group views on (seed,
+epoch, step, group, view); the presets do what METHODS.md section 0 says."""
 
+import pytest
 import torch
+from torchvision.transforms import v2
 
-from ssl_kit.data.sources import FakeConfig, fake
-from ssl_kit.data.views import EpochBatchSampler, ViewSpec, mix_seed
+from ssl_kit.cli import main
+from ssl_kit.data import torchvision_sources as tvs
+from ssl_kit.data.sources import FakeConfig, TensorImages, fake
+from ssl_kit.data.views import (
+    BUILTIN_PRESETS,
+    EpochBatchSampler,
+    MultiViewDataset,
+    SampleKey,
+    SharedTransform,
+    ViewContext,
+    ViewSpec,
+    mix_seed,
+)
+from ssl_kit.errors import UserError
 from ssl_kit.trainer import build_view_dataset
 
+GROUPS = ViewSpec(global_views=2, group_views=2, shared_groups=4, preset="care")
 
-def loader(num_workers, seed=0, world_size=1, rank=0, start_step=0):
-    data = fake(FakeConfig(num_samples=24, image_size=16), "train")
-    views = build_view_dataset(data, ViewSpec(global_views=2, local_views=1, preset="simclr"), seed)
-    sampler = EpochBatchSampler(len(data), 8, seed, epochs=2, rank=rank, world_size=world_size, start_step=start_step)
+
+def loader(num_workers=0, seed=0, world_size=1, rank=0, start_step=0, spec=None, data=None, batch=8, epochs=2):
+    data = data if data is not None else fake(FakeConfig(num_samples=24, image_size=16), "train")
+    spec = spec or ViewSpec(global_views=2, local_views=1, preset="simclr")
+    views = build_view_dataset(data, spec, seed, global_batch=batch)
+    sampler = EpochBatchSampler(len(data), batch, seed, epochs, rank=rank, world_size=world_size, start_step=start_step)
     return torch.utils.data.DataLoader(views, batch_sampler=sampler, num_workers=num_workers)
+
+
+def same_image_data(n=16, size=16):
+    """``n`` copies of one image: any difference between their views comes from augmentation."""
+    image = fake(FakeConfig(num_samples=1, image_size=size), "train").images[:1]
+    return TensorImages(image.repeat(n, 1, 1, 1), None, mean=(0.5,) * 3, std=(0.25,) * 3)
 
 
 def test_batches_have_the_contract_layout():
@@ -35,8 +59,10 @@ def test_two_processes_see_the_halves_of_the_one_process_batch():
     whole = list(loader(0))
     halves = [list(loader(0, world_size=2, rank=r)) for r in range(2)]
     for step, batch in enumerate(whole):
-        joined = torch.cat([halves[0][step]["global"][1], halves[1][step]["global"][1]])
-        assert torch.equal(joined, batch["global"][1])
+        for kind in ("global", "local"):
+            for v in range(len(batch[kind])):
+                joined = torch.cat([halves[0][step][kind][v], halves[1][step][kind][v]])
+                assert torch.equal(joined, batch[kind][v])
 
 
 def test_resume_inside_an_epoch_skips_without_replaying():
@@ -53,3 +79,179 @@ def test_epochs_and_seeds_change_views_and_order():
     other = list(loader(0, seed=1))
     assert not torch.equal(batches[0]["global"][0], other[0]["global"][0])
     assert mix_seed(0, 0, 1, 0) != mix_seed(0, 0, 0, 1)
+
+
+# --- group-shared views (CARE) -----------------------------------------------------------------
+def test_group_views_are_shared_within_a_group_and_differ_between_groups():
+    batch = next(iter(loader(spec=GROUPS, data=same_image_data())))
+    assert batch["group_index"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert len(batch["group"]) == 2 and batch["group"][0].shape == (8, 3, 16, 16)
+    for view in batch["group"]:
+        for i in range(8):
+            for j in range(8):
+                assert torch.equal(view[i], view[j]) == (i // 2 == j // 2), (i, j)
+    assert not torch.equal(batch["group"][0][0], batch["group"][1][0])  # t1 and t2 are two draws
+    assert not torch.equal(batch["global"][0][0], batch["global"][0][1])  # per-sample views are not shared
+
+
+def coordinate_image(size, offset):
+    """Red = x, green = y (both relative to the side, so images of any size agree), blue = ``offset``."""
+    ramp = (torch.arange(size) + 0.5) / size
+    x, y = ramp.expand(size, size), ramp[:, None].expand(size, size)
+    return torch.stack([x, y, torch.full((size, size), offset)]).mul(255).round().to(torch.uint8)
+
+
+def test_group_crop_boxes_match_for_different_images_and_sizes():
+    crop_only = SharedTransform(
+        [v2.RandomResizedCrop(8, scale=(0.1, 1.0), interpolation=v2.InterpolationMode.BILINEAR), v2.RandomHorizontalFlip()],
+        None, None, canvas=16,
+    )
+    items = [{"image": coordinate_image(16 if i % 2 == 0 else 32, i / 10)} for i in range(8)]
+    views = MultiViewDataset(items, [], [], 0, [crop_only], shared_groups=2)
+    out = [views[SampleKey(0, i, 3, i, global_batch=8)]["group"][0] for i in range(8)]
+    assert all(not torch.equal(out[i][2], out[i + 1][2]) for i in range(7))  # different images
+    for i in range(1, 8):
+        gap = (out[i][:2] - out[0][:2]).abs().max()
+        assert (gap < 0.03) if i < 4 else (gap > 0.1), (i, gap)  # same box within the group only
+    assert torch.equal(out[0][:2], out[2][:2])  # same size, same box: equal coordinates exactly
+
+
+def test_ops_after_an_unshared_crop_still_share_their_draws():
+    # A crop inside a Compose is not made relative: it draws as often as the image's shape needs (a
+    # 4 x 64 strip fails most attempts). The jitter after it still gets the same draws.
+    ops = [v2.Compose([v2.RandomResizedCrop(8, scale=(0.5, 1.0))]), v2.ColorJitter(0.8, 0.8, 0.8, 0.2)]
+    shared = SharedTransform(ops, None, None, canvas=64)
+    colour = torch.tensor([200, 50, 100], dtype=torch.uint8)[:, None, None]
+    with torch.random.fork_rng(devices=[]):
+        square, strip = (shared(colour.expand(3, h, 64).contiguous(), 7) for h in (64, 4))
+        other = shared(colour.expand(3, 64, 64).contiguous(), 8)
+    assert torch.allclose(square, strip, atol=1e-5) and not torch.allclose(square, other, atol=0.01)
+
+
+def test_group_views_get_fresh_draws_every_step():
+    spec = ViewSpec(group_views=1, shared_groups=1, preset="care")
+    batches = list(loader(spec=spec, data=same_image_data()))
+    assert len(batches) == 4
+    firsts = [b["group"][0][0] for b in batches]
+    assert all(torch.equal(b["group"][0][0], b["group"][0][7]) for b in batches)
+    assert all(not torch.equal(firsts[i], firsts[j]) for i in range(4) for j in range(i))
+
+
+@pytest.mark.parametrize("shared_groups", [1, 3, 6])  # groups of 12 (spanning both processes), 4 (some span), 2
+def test_group_views_equal_across_processes(shared_groups):
+    spec = ViewSpec(group_views=2, shared_groups=shared_groups, preset="care")
+    whole = list(loader(spec=spec, batch=12, epochs=1))
+    halves = [list(loader(spec=spec, batch=12, epochs=1, world_size=2, rank=r)) for r in range(2)]
+    for step, batch in enumerate(whole):
+        parts = [halves[r][step] for r in range(2)]
+        assert torch.equal(torch.cat([p["group_index"] for p in parts]), batch["group_index"])
+        assert batch["group_index"].tolist() == [i * shared_groups // 12 for i in range(12)]
+        for v in range(2):
+            assert torch.equal(torch.cat([p["group"][v] for p in parts]), batch["group"][v])
+
+
+def test_group_views_equal_across_num_workers():
+    a, b = list(loader(0, spec=GROUPS)), list(loader(2, spec=GROUPS))
+    assert len(a) == len(b) == 6
+    for x, y in zip(a, b):
+        for v, w in zip(x["group"] + x["global"], y["group"] + y["global"]):
+            assert torch.equal(v, w)
+
+
+def test_group_preset_overrides_the_preset_of_group_views():
+    data = fake(FakeConfig(num_samples=8, image_size=16), "train")
+    spec = ViewSpec(global_views=1, group_views=1, shared_groups=2, preset="simclr", group_preset="none")
+    batch = next(iter(loader(spec=spec, data=data, batch=4, epochs=1)))
+    plain = (data.images[batch["index"]].float() / 255 - 0.5) / 0.25  # resize to 16 px = identity
+    assert torch.allclose(batch["group"][0], plain, atol=1e-5)
+    assert not torch.allclose(batch["global"][0], plain, atol=0.1)
+    with pytest.raises(UserError, match=r"\[views\] group_preset: unknown view preset 'carre'. Did you mean 'care'"):
+        loader(spec=ViewSpec(group_views=1, group_preset="carre"))
+
+
+def test_shared_groups_must_divide_the_global_batch(tmp_path, capsys):
+    with pytest.raises(UserError) as err:
+        loader(spec=ViewSpec(group_views=2, shared_groups=3), batch=8)
+    assert "[views] shared_groups 3" in str(err.value) and "batch_size 8" in str(err.value)
+    assert "\n" not in str(err.value)
+    untold = build_view_dataset(fake(FakeConfig(num_samples=8), "train"), ViewSpec(group_views=1, shared_groups=3), 0)
+    assert untold[SampleKey(0, 0, 0, 0, global_batch=9)]["group_index"] == 0  # told by the key instead
+    with pytest.raises(UserError, match=r"\[views\] shared_groups 3 does not divide the global batch \(\[data\] batch_size 8"):
+        untold[SampleKey(0, 0, 0, 0, global_batch=8)]
+    code = main(["quickstart", "views.group_views=2", "views.shared_groups=3", f"train.output_dir={tmp_path}"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(lines) == 1 and "[views] shared_groups 3" in lines[0] and "batch_size 128" in lines[0]
+
+
+# --- presets (METHODS.md section 0 and the papers' sections) -----------------------------------
+def ops_of(preset, kind="global", view=0, size=32, channels=3):
+    """The preset's ops, with those inside RandomApply flattened in: [(op, RandomApply p or None)]."""
+    flat = []
+    for op in BUILTIN_PRESETS[preset](ViewContext(kind, view, size, (0.08, 1.0), channels)):
+        inner = getattr(op, "transforms", None) if isinstance(op, v2.RandomApply) else None
+        flat += [(t, op.p) for t in inner] if inner else [(op, None)]
+    return flat
+
+
+def test_k_global_views_and_multi_crop_local_sizes():
+    data = fake(FakeConfig(num_samples=8, image_size=28), "train")
+    spec = ViewSpec(global_views=3, local_views=2, preset="simclr")
+    batch = next(iter(loader(spec=spec, data=data, batch=4)))
+    assert [v.shape for v in batch["global"]] == [(4, 3, 28, 28)] * 3
+    assert [v.shape for v in batch["local"]] == [(4, 3, 12, 12)] * 2  # 3/7 of the global size
+    sized = ViewSpec(global_views=1, global_size=21, local_views=1, local_size=5, preset="simclr")
+    batch = next(iter(loader(spec=sized, data=data, batch=4)))
+    assert batch["global"][0].shape == (4, 3, 21, 21) and batch["local"][0].shape == (4, 3, 5, 5)
+    assert not torch.equal(batch["global"][0][0], batch["global"][0][1])
+
+
+@pytest.mark.parametrize("preset,p", [("simclr", 0.5), ("mocov2", 0.5), ("relic", 1.0)])
+def test_blur_kernel_scales_with_image_size(preset, p):
+    for size, kernel in ((32, 3), (96, 9), (224, 23)):
+        blurs = [(op, q) for op, q in ops_of(preset, size=size) if isinstance(op, v2.GaussianBlur)]
+        assert [(tuple(op.kernel_size), q) for op, q in blurs] == [((kernel, kernel), p)]
+
+
+def test_care_blurs_with_a_fixed_3px_kernel_and_byol_never_blurs():
+    for size in (32, 224):
+        assert [tuple(op.kernel_size) for op, _ in ops_of("care", size=size) if isinstance(op, v2.GaussianBlur)] == [(3, 3)]
+        for preset in ("byol", "decoupled_uniformity", "qare"):
+            assert not any(isinstance(op, v2.GaussianBlur) for op, _ in ops_of(preset, size=size))
+
+
+def test_byol_solarizes_only_the_second_global_view():
+    def solarize(kind, view):
+        return [(op.threshold, op.p) for op, _ in ops_of("byol", kind, view) if isinstance(op, v2.RandomSolarize)]
+
+    assert solarize("global", 0) == [] and solarize("global", 1) == [(0.5, 0.2)]
+    assert solarize("local", 0) == solarize("local", 1) == []
+    jitter = [op for op, _ in ops_of("byol") if isinstance(op, v2.ColorJitter)]
+    assert [(*j.brightness, *j.contrast, *j.saturation, *j.hue) for j in jitter] == [
+        pytest.approx((0.6, 1.4, 0.6, 1.4, 0.8, 1.2, -0.1, 0.1))
+    ]
+
+
+def test_relic_feeds_unnormalised_pixels():
+    relic = pytest.importorskip("ssl_kit_relic.method")
+    spec = relic.ReLIC.views
+    assert spec.normalize is False and spec.preset == "relic"
+    data = fake(FakeConfig(num_samples=8, image_size=16), "train")
+    raw = next(iter(loader(spec=spec, data=data, batch=4)))
+    assert all(v.min() >= 0 and v.max() <= 1 for v in raw["global"] + raw["local"])
+    normalised = next(iter(loader(spec=ViewSpec(preset="relic"), data=data, batch=4)))
+    assert min(float(v.min()) for v in normalised["global"]) < -0.5  # (x - 0.5) / 0.25 goes below 0
+
+
+def test_views_normalise_with_the_dataset_statistics():
+    assert (tvs.CIFAR10_MEAN, tvs.CIFAR10_STD) == ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    assert (tvs.CIFAR100_MEAN, tvs.CIFAR100_STD) == ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+    assert (tvs.STL10_MEAN, tvs.STL10_STD) == ((0.4406, 0.4273, 0.3858), (0.2312, 0.2265, 0.2237))
+    mean, std = tvs.CIFAR10_MEAN, tvs.CIFAR10_STD
+    flat = torch.tensor(mean).mul(255).round().to(torch.uint8)[None, :, None, None].expand(4, 3, 8, 8)
+    data = TensorImages(flat.contiguous(), None, mean=mean, std=std)
+    spec = ViewSpec(global_views=1, group_views=1, shared_groups=1, preset="none")
+    batch = next(iter(loader(spec=spec, data=data, batch=4, epochs=1)))
+    for view in (batch["global"][0], batch["group"][0]):  # a mean-coloured image becomes about 0
+        assert view.abs().max() < 0.01
+    raw = next(iter(loader(spec=ViewSpec(global_views=1, preset="none", normalize=False), data=data, batch=4)))
+    assert torch.allclose(raw["global"][0][0, :, 0, 0], torch.tensor(mean), atol=0.003)

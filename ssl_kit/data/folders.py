@@ -1,10 +1,10 @@
 """Folder-based datasets with a fixed layout: ImageNet-100 and Tiny ImageNet.
 
-Both read image files lazily (PIL, converted to RGB) and expose ``paths`` (so a prior file can be
-keyed by file name). ``on_error = "skip"`` replaces an unreadable image by the next readable one
-(index order, wrapping around; the replacement's own index and label are returned) and records
-the bad file in ``skipped``. With DataLoader workers each worker process keeps its own ``skipped``
-set, so the main process only sees files it read itself.
+Both are :class:`~ssl_kit.data.sources.FileImages` (the loader ``image_folder`` uses too): image
+files read lazily with PIL and converted to RGB, exposing ``paths`` (so a prior file can be keyed by
+file name). ``on_error = "skip"`` replaces an unreadable image by the next readable one (index
+order, wrapping around; the replacement's own index and label are returned); the bad files are
+recorded in ``skipped``, shared by the DataLoader workers, and reported at the end of training.
 """
 
 from __future__ import annotations
@@ -16,79 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from ssl_kit.config import knob
 from ssl_kit.data.priors import PriorOptions, with_prior
-from ssl_kit.data.sources import IMAGE_EXTENSIONS, _check_split, _scan
+from ssl_kit.data.sources import IMAGE_EXTENSIONS, ON_ERROR_HELP, FileImages, _check_split, _extensions, _scan
 from ssl_kit.data.views import IMAGENET_MEAN, IMAGENET_STD
 from ssl_kit.errors import DataError
 
 TINY_MEAN = (0.4802, 0.4481, 0.3975)
 TINY_STD = (0.2302, 0.2265, 0.2262)
-
-
-def _extensions(values: list[str]) -> tuple[str, ...]:
-    return tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in values)
-
-
-class FileImages(torch.utils.data.Dataset):
-    """Labelled image files: ``paths[i]`` with class ``labels[i]``."""
-
-    def __init__(
-        self,
-        paths: list[str],
-        labels: np.ndarray,
-        classes: list[str],
-        *,
-        root_folder: str,
-        on_error: str,
-        **attrs: Any,
-    ) -> None:
-        self.paths = paths
-        self.labels: np.ndarray | None = labels
-        self.classes = classes
-        self.num_classes = len(classes)
-        self.root_folder = root_folder
-        self.on_error = on_error
-        self.skipped: set[str] = set()
-        self.channels = 3
-        for key, value in attrs.items():
-            setattr(self, key, value)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def _load(self, index: int) -> Any:
-        from PIL import Image, UnidentifiedImageError
-
-        path = self.paths[index]
-        try:
-            with Image.open(path) as img:
-                return img.convert("RGB")
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
-            raise DataError(f"cannot read image '{path}': {err}") from None
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        n = len(self.paths)
-        if not 0 <= index < n:
-            raise IndexError(f"index {index} out of range for {n} images")
-        for step in range(n):
-            j = (index + step) % n
-            if self.paths[j] in self.skipped:
-                continue
-            try:
-                image = self._load(j)
-            except DataError:
-                if self.on_error != "skip":
-                    raise
-                self.skipped.add(self.paths[j])
-                continue
-            item: dict[str, Any] = {"image": image, "index": j}
-            if self.labels is not None:
-                item["label"] = int(self.labels[j])
-            return item
-        raise DataError(f"no readable image among the {n} files under '{self.root_folder}' (on_error = 'skip')")
 
 
 # --- imagenet100 -------------------------------------------------------------------------------
@@ -102,9 +38,7 @@ class ImageNet100Config(PriorOptions):
     test_dir: str = knob("val", "subfolder of root for the test split")
     extensions: list[str] = knob(IMAGE_EXTENSIONS, "file endings that count as images (case-insensitive)")
     image_size: int = knob(224, "nominal image side in px (images are not opened to find it)", min=1)
-    on_error: Literal["raise", "skip"] = knob(
-        "raise", "unreadable image: 'raise' a DataError, or 'skip' to the next readable image"
-    )
+    on_error: Literal["raise", "skip"] = knob("raise", ON_ERROR_HELP)
     mean: list[float] = knob(list(IMAGENET_MEAN), "per-channel mean of [0, 1] pixels")
     std: list[float] = knob(list(IMAGENET_STD), "per-channel std of [0, 1] pixels")
 
@@ -174,9 +108,7 @@ def imagenet100(cfg: ImageNet100Config, split: str) -> Any:
 @dataclasses.dataclass
 class TinyImageNetConfig(PriorOptions):
     root: str = knob(help="tiny-imagenet-200 folder (wnids.txt, train/<wnid>/images/, val/images/ + val_annotations.txt)")
-    on_error: Literal["raise", "skip"] = knob(
-        "raise", "unreadable image: 'raise' a DataError, or 'skip' to the next readable image"
-    )
+    on_error: Literal["raise", "skip"] = knob("raise", ON_ERROR_HELP)
     mean: list[float] = knob(list(TINY_MEAN), "per-channel mean of [0, 1] pixels")
     std: list[float] = knob(list(TINY_STD), "per-channel std of [0, 1] pixels")
 

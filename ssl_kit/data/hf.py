@@ -21,6 +21,7 @@ import torch
 
 from ssl_kit.config import knob
 from ssl_kit.data.priors import PriorOptions, with_prior
+from ssl_kit.data.sources import to_rgb
 from ssl_kit.data.views import IMAGENET_MEAN, IMAGENET_STD
 from ssl_kit.errors import DataError
 
@@ -185,7 +186,7 @@ class HFImages(torch.utils.data.Dataset):
     def _image(self, index: int) -> Any:
         try:
             image = self.ds[index][self.image_column]
-            return image.convert("RGB")
+            return to_rgb(image)
         except (OSError, ValueError, SyntaxError, AttributeError) as err:
             raise DataError(f"{self.where}: cannot decode the image in row {index} ({_one_line(err)})") from None
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from ssl_kit.config import knob
+from ssl_kit.data.priors import PriorOptions, with_prior
 from ssl_kit.data.views import IMAGENET_MEAN, IMAGENET_STD
 from ssl_kit.errors import DataError
 
@@ -128,24 +130,17 @@ def fake(cfg: FakeConfig, split: str) -> TensorImages:
     )
 
 
-# --- image_folder ------------------------------------------------------------------------------
+# --- image files -------------------------------------------------------------------------------
 IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"]
+ON_ERROR_HELP = (
+    "unreadable image: 'raise' a DataError naming the file, or 'skip' to the next readable image (skipped files "
+    "are counted and reported at the end of training)"
+)
+_WARN_SKIPS = 10  # skipped files each process names on stderr at once; all are counted for skip_report()
 
 
-@dataclasses.dataclass
-class ImageFolderConfig:
-    root: str = knob(help="folder with train/ and test/ subfolders, or the images themselves")
-    train_dir: str = knob("train", "subfolder of root for the train split ('' or '.': root itself)")
-    test_dir: str = knob("test", "subfolder of root for the test split")
-    extensions: list[str] = knob(IMAGE_EXTENSIONS, "file endings that count as images (case-insensitive)")
-    labelled: str = knob("auto", "'auto' (class folders when the split folder holds only folders), 'yes' or 'no'")
-    image_size: int | None = knob(None, "nominal image side in px (default: read from the first image)", min=1)
-    mean: list[float] = knob(list(IMAGENET_MEAN), "per-channel mean of [0, 1] pixels")
-    std: list[float] = knob(list(IMAGENET_STD), "per-channel std of [0, 1] pixels")
-
-    def __post_init__(self) -> None:
-        if self.labelled not in ("auto", "yes", "no"):
-            raise ValueError(f"key 'labelled' must be 'auto', 'yes' or 'no', got {self.labelled!r}")
+def _extensions(values: list[str]) -> tuple[str, ...]:
+    return tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in values)
 
 
 def _scan(folder: str, extensions: tuple[str, ...]) -> list[str]:
@@ -164,60 +159,172 @@ def _scan(folder: str, extensions: tuple[str, ...]) -> list[str]:
     return found
 
 
-class ImageFolder(torch.utils.data.Dataset):
-    """Class subfolders (labelled) or a flat/recursive tree of images (unlabelled)."""
+def to_rgb(image: Any) -> Any:
+    """A PIL image as 8-bit RGB: grayscale, palette (with or without transparency), RGBA/LA (alpha
+    dropped), CMYK, and integer grayscale (modes I and I;16, taken as 16-bit: scaled, not clipped)."""
+    from PIL import Image
 
-    def __init__(self, folder: Path, cfg: ImageFolderConfig) -> None:
-        self.folder = folder
-        extensions = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in cfg.extensions)
-        subdirs = sorted(e.name for e in os.scandir(folder) if e.is_dir(follow_symlinks=True))
-        loose = any(e.is_file() and e.name.lower().endswith(extensions) for e in os.scandir(folder))
-        labelled = cfg.labelled == "yes" or (cfg.labelled == "auto" and subdirs and not loose)
-        self.paths: list[str] = []
-        labels: list[int] = []
-        if labelled:
-            self.classes = subdirs
-            for label, name in enumerate(subdirs):
-                files = _scan(os.path.join(folder, name), extensions)
-                self.paths += files
-                labels += [label] * len(files)
-            self.labels: np.ndarray | None = np.asarray(labels, dtype=np.int64)
-            self.num_classes = len(subdirs)
-        else:
-            self.paths = _scan(str(folder), extensions)
-            self.labels = None
-        if not self.paths:
-            raise DataError(
-                f"image_folder: no images with endings {', '.join(extensions)} under '{folder}'"
-            )
-        self.mean, self.std = tuple(cfg.mean), tuple(cfg.std)
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        pixels = np.asarray(image, dtype=np.float64) / 257.0
+        image = Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8))
+    elif image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+class FileImages(torch.utils.data.Dataset):
+    """Image files read lazily with PIL and converted to RGB (:func:`to_rgb`): ``paths[i]``, of
+    class ``labels[i]`` (``labels = None``: unlabelled; ``classes`` names the labels).
+
+    ``on_error = "raise"``: an unreadable file raises a :class:`DataError` naming it.
+    ``on_error = "skip"``: it is replaced by the next readable image (index order, wrapping around;
+    the replacement's own index and label are returned), named on stderr (the first few) and
+    marked in a shared-memory table, so that DataLoader workers skip it too and
+    :meth:`skip_report` (the trainer prints it at the end) counts the files every worker skipped.
+    """
+
+    def __init__(
+        self,
+        paths: list[str],
+        labels: np.ndarray | None,
+        classes: list[str] | None,
+        *,
+        root_folder: str,
+        on_error: str = "raise",
+        **attrs: Any,
+    ) -> None:
+        if on_error not in ("raise", "skip"):
+            raise DataError(f"key 'on_error' must be 'raise' or 'skip', got {on_error!r}")
+        self.paths = paths
+        self.labels = labels
+        if classes is not None:
+            self.classes = classes
+            self.num_classes = len(classes)
+        self.root_folder = root_folder
+        self.on_error = on_error
+        # one byte per file, in shared memory: DataLoader workers (forked or spawned) write the same table
+        self._bad = torch.zeros(len(paths), dtype=torch.uint8).share_memory_() if on_error == "skip" else None
         self.channels = 3
-        self.image_size = cfg.image_size or self._load(0).size[0]
-        kind = f"{self.num_classes} class folders" if labelled else "unlabelled tree"
-        self.description = f"image folder '{folder}' ({kind}, {len(self.paths)} images)"
+        for key, value in attrs.items():
+            setattr(self, key, value)
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def _load(self, index: int) -> Any:
-        from PIL import Image, UnidentifiedImageError
+    @property
+    def skipped(self) -> set[str]:
+        """The files found unreadable so far (by this process or any of its DataLoader workers)."""
+        if self._bad is None:
+            return set()
+        return {self.paths[i] for i in self._bad.nonzero().flatten().tolist()}
+
+    def skip_report(self) -> str:
+        """One line about the skipped files, or '' when none was skipped."""
+        skipped = sorted(self.skipped)
+        if not skipped:
+            return ""
+        return (f"ssl_kit: on_error = 'skip': {len(skipped)} unreadable image(s) of the {len(self)} under "
+                f"'{self.root_folder}' were skipped, first '{skipped[0]}'")
+
+    def load(self, index: int) -> Any:
+        """Image ``index`` as an RGB PIL image; :class:`DataError` naming the file if unreadable."""
+        from PIL import Image
 
         path = self.paths[index]
         try:
             with Image.open(path) as img:
-                return img.convert("RGB")
-        except (OSError, UnidentifiedImageError, ValueError) as err:
+                return to_rgb(img)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             raise DataError(f"cannot read image '{path}': {err}") from None
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        item: dict[str, Any] = {"image": self._load(index), "index": index}
-        if self.labels is not None:
-            item["label"] = int(self.labels[index])
-        return item
+        n = len(self.paths)
+        if not 0 <= index < n:
+            raise IndexError(f"index {index} out of range for {n} images")
+        for step in range(n):
+            j = (index + step) % n
+            if self._bad is not None and self._bad[j]:
+                continue
+            try:
+                image = self.load(j)
+            except DataError as err:
+                if self._bad is None:
+                    raise
+                self._bad[j] = 1
+                count = int(self._bad.sum())
+                if count <= _WARN_SKIPS:
+                    more = "" if count < _WARN_SKIPS else " (further skipped images are only counted)"
+                    print(f"ssl_kit: on_error = 'skip': {err}; using the next readable image{more}",
+                          file=sys.stderr, flush=True)
+                continue
+            item: dict[str, Any] = {"image": image, "index": j}
+            if self.labels is not None:
+                item["label"] = int(self.labels[j])
+            return item
+        raise DataError(f"no readable image among the {n} files under '{self.root_folder}' (on_error = 'skip')")
 
 
-def image_folder(cfg: ImageFolderConfig, split: str) -> ImageFolder:
-    """Images from a folder: ``root/<train_dir>`` and ``root/<test_dir>``, or ``root`` itself."""
+# --- image_folder ------------------------------------------------------------------------------
+@dataclasses.dataclass
+class ImageFolderConfig(PriorOptions):
+    root: str = knob(help="folder with train/ and test/ subfolders, or the images themselves")
+    train_dir: str = knob("train", "subfolder of root for the train split ('' or '.': root itself)")
+    test_dir: str = knob("test", "subfolder of root for the test split")
+    extensions: list[str] = knob(IMAGE_EXTENSIONS, "file endings that count as images (case-insensitive)")
+    labelled: str = knob("auto", "'auto' (class folders when the split folder holds only folders), 'yes' or 'no'")
+    image_size: int | None = knob(None, "nominal image side in px (default: the width of the first image)", min=1)
+    on_error: Literal["raise", "skip"] = knob("raise", ON_ERROR_HELP)
+    mean: list[float] = knob(list(IMAGENET_MEAN), "per-channel mean of [0, 1] pixels")
+    std: list[float] = knob(list(IMAGENET_STD), "per-channel std of [0, 1] pixels")
+
+    def __post_init__(self) -> None:
+        if self.labelled not in ("auto", "yes", "no"):
+            raise ValueError(f"key 'labelled' must be 'auto', 'yes' or 'no', got {self.labelled!r}")
+
+
+class ImageFolder(FileImages):
+    """Class subfolders (labelled: each subfolder's tree is one class) or a flat/recursive tree of
+    images (unlabelled), read with :class:`FileImages`."""
+
+    def __init__(self, folder: Path, cfg: ImageFolderConfig) -> None:
+        self.folder = folder
+        extensions = _extensions(cfg.extensions)
+        with os.scandir(folder) as entries:
+            listing = list(entries)
+        subdirs = sorted(e.name for e in listing if e.is_dir(follow_symlinks=True))
+        loose = any(e.is_file() and e.name.lower().endswith(extensions) for e in listing)
+        labelled = cfg.labelled == "yes" or (cfg.labelled == "auto" and bool(subdirs) and not loose)
+        if labelled and not subdirs:
+            raise DataError(f"image_folder: labelled = 'yes' but '{folder}' has no class folders")
+        paths: list[str] = []
+        labels: list[int] = []
+        if labelled:
+            for label, name in enumerate(subdirs):
+                files = _scan(os.path.join(folder, name), extensions)
+                paths += files
+                labels += [label] * len(files)
+        else:
+            paths = _scan(str(folder), extensions)
+        if not paths:
+            raise DataError(f"image_folder: no images with endings {', '.join(extensions)} under '{folder}'")
+        super().__init__(
+            paths,
+            np.asarray(labels, dtype=np.int64) if labelled else None,
+            subdirs if labelled else None,
+            root_folder=str(folder),
+            on_error=cfg.on_error,
+            mean=tuple(cfg.mean),
+            std=tuple(cfg.std),
+        )
+        self.image_size = cfg.image_size or self[0]["image"].size[0]
+        kind = f"{self.num_classes} class folders" if labelled else "unlabelled tree"
+        self.description = f"image folder '{folder}' ({kind}, {len(paths)} images)"
+
+
+def image_folder(cfg: ImageFolderConfig, split: str) -> Any:
+    """Images from a folder: ``root/<train_dir>`` and ``root/<test_dir>``, or ``root`` itself; with
+    a per-sample prior when ``prior_file`` is set (keyed by index, or by the file name relative to
+    the split's folder)."""
     _check_split("image_folder", split)
     root = Path(cfg.root).expanduser()
     if not root.is_dir():
@@ -232,4 +339,4 @@ def image_folder(cfg: ImageFolderConfig, split: str) -> ImageFolder:
                 f"image_folder: no test split: '{folder}' does not exist (set data.test_dir, or "
                 "eval.dataset to another dataset)"
             )
-    return ImageFolder(folder, cfg)
+    return with_prior(ImageFolder(folder, cfg), cfg, split)

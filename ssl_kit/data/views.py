@@ -8,11 +8,22 @@ one dict per step::
      "local":  [Tensor(B, C, h, w), ...],   # local_views tensors (multi-crop), maybe empty
      "index":  LongTensor(B),               # dataset indices
      "label":  LongTensor(B),               # only when the dataset is labelled
-     "prior":  Tensor(B, P)}                # only when the dataset provides one
+     "prior":  Tensor(B, P),                # only when the dataset provides one
+     "group":  [Tensor(B, C, H, W), ...],   # only when group_views > 0 (group-shared augmentation)
+     "group_index": LongTensor(B)}          # only when group_views > 0: each row's group
 
 Randomness of every view derives from ``(seed, epoch, index, view)`` alone, never from a worker's
 global RNG, so a resumed run, a different ``num_workers`` and 1 vs 2 processes see identical views
 for the same sample. Where views are built (DataLoader workers today) is an implementation detail.
+
+Group views (CARE's group-augmented copies, METHODS.md section 3): the GLOBAL batch is cut into
+``shared_groups`` contiguous groups by position; every image of a group gets the same augmentation
+parameters for a group view, drawn afresh per group, step and view from
+``(seed, epoch, step, group, view)``. As that depends on global positions only, a group may span
+processes (its parts on each process get the same parameters); ``group_index`` tells a method that
+computes a per-group loss on one process where its groups start and end. The crop of a group view
+is drawn in coordinates relative to the image (see :class:`SharedResizedCrop`), so images of
+different sizes in one group get the same relative box.
 """
 
 from __future__ import annotations
@@ -23,9 +34,11 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
+from torchvision import transforms as transforms_v1
 from torchvision.transforms import v2
 
 from ssl_kit.config import knob
+from ssl_kit.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -43,6 +56,19 @@ class ViewSpec:
     local_scale: tuple[float, float] = knob((0.05, 0.4), "RandomResizedCrop area range of local views", gt=0, max=1)
     preset: str = knob("simclr", "augmentation preset (python -m ssl_kit plugins lists them)")
     normalize: bool = knob(True, "normalise with the dataset's mean and std after augmentation")
+    group_views: int = knob(
+        0,
+        "extra copies of every image whose augmentation parameters are shared within a group "
+        "(batch['group'], at the global size; CARE uses 2: t1 and t2)",
+        min=0,
+    )
+    shared_groups: int = knob(
+        1,
+        "number of groups the GLOBAL batch ([data] batch_size, which it must divide) is cut into, contiguous "
+        "by position; every image of a group gets the same group-view augmentation, drawn afresh per group and step",
+        min=1,
+    )
+    group_preset: str = knob("", "augmentation preset of the group views ('' = the same as preset)")
 
     def __post_init__(self) -> None:
         for name in ("global_scale", "local_scale"):
@@ -55,7 +81,7 @@ class ViewSpec:
 class ViewContext:
     """What a preset factory is told about the view it builds."""
 
-    kind: str  # "global" or "local"
+    kind: str  # "global", "local" or "group" (group-shared views, at the global size)
     view: int  # view number within its kind, from 0
     size: int  # output size in px
     scale: tuple[float, float]  # crop area range
@@ -162,6 +188,49 @@ def build_transform(
     return v2.Compose(head + ops + tail)
 
 
+class SharedResizedCrop(nn.Module):
+    """``crop`` (a ``v2.RandomResizedCrop``) with its box drawn on a ``canvas`` x ``canvas`` square
+    and scaled to each image, so that one seed gives every image the same relative box (and the
+    same number of random draws, whatever the image's size). For an image of the canvas size the
+    box is the one ``crop`` itself would draw."""
+
+    def __init__(self, crop: v2.RandomResizedCrop, canvas: int) -> None:
+        super().__init__()
+        self.crop, self.canvas = crop, canvas
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        c = self.crop
+        canvas = torch.empty(1, 1, 1).expand(1, self.canvas, self.canvas)
+        top, left, h, w = transforms_v1.RandomResizedCrop.get_params(canvas, list(c.scale), list(c.ratio))
+        height, width = v2.functional.get_size(image)
+        sy, sx = height / self.canvas, width / self.canvas
+        h, w = min(height, max(1, round(h * sy))), min(width, max(1, round(w * sx)))
+        top, left = min(round(top * sy), height - h), min(round(left * sx), width - w)
+        return v2.functional.resized_crop(
+            image, top, left, h, w, size=list(c.size), interpolation=c.interpolation, antialias=c.antialias
+        )
+
+
+class SharedTransform:
+    """A group view's transform: ``build_transform(ops, mean, std)`` whose random draws depend on the
+    ``seed`` passed with each image alone. Every op draws from the CPU generator seeded with
+    ``(seed, op number)``, and ``RandomResizedCrop`` ops become :class:`SharedResizedCrop` on a
+    ``canvas`` square, so the same seed means the same parameters for every image."""
+
+    def __init__(
+        self, ops: list[nn.Module], mean: tuple[float, ...] | None, std: tuple[float, ...] | None, canvas: int
+    ) -> None:
+        ops = [SharedResizedCrop(op, canvas) if isinstance(op, v2.RandomResizedCrop) else op for op in ops]
+        self.steps = build_transform(ops, mean, std).transforms
+
+    def __call__(self, image: Any, seed: int) -> torch.Tensor:
+        generator = torch.default_generator  # the caller saves and restores its state
+        for k, step in enumerate(self.steps):
+            generator.manual_seed(mix_seed(seed, k))
+            image = step(image)
+        return image
+
+
 def mix_seed(*parts: int) -> int:
     """A 63-bit seed from integers (splitmix64 mixing): nearby inputs give unrelated seeds."""
     h = 0x9E3779B97F4A7C15
@@ -179,6 +248,7 @@ class SampleKey(NamedTuple):
     index: int
     step: int  # global batch number since the start of training
     position: int  # row within the global batch
+    global_batch: int = 0  # rows of the global batch (0: not told; group views need it)
 
 
 class MultiViewDataset(torch.utils.data.Dataset):
@@ -190,11 +260,32 @@ class MultiViewDataset(torch.utils.data.Dataset):
         global_transforms: list[Callable],
         local_transforms: list[Callable],
         seed: int,
+        group_transforms: list[SharedTransform] | None = None,
+        shared_groups: int = 1,
+        global_batch: int | None = None,
     ) -> None:
+        """``group_transforms`` (one per group view) cut the global batch that each
+        :class:`SampleKey` names (``global_batch`` rows) into ``shared_groups`` groups; a
+        ``global_batch`` given here is checked at once."""
         self.dataset = dataset
         self.global_transforms = global_transforms
         self.local_transforms = local_transforms
         self.seed = seed
+        self.group_transforms = list(group_transforms or [])
+        self.shared_groups = shared_groups
+        if self.group_transforms and global_batch is not None:
+            self.group_size(global_batch)
+
+    def group_size(self, global_batch: int) -> int:
+        """Images per group of a global batch of ``global_batch`` rows."""
+        if global_batch < 1:
+            raise ValueError("group views need SampleKey.global_batch (the rows of the global batch)")
+        if global_batch % self.shared_groups:
+            raise UserError(
+                f"[views] shared_groups {self.shared_groups} does not divide the global batch ([data] batch_size "
+                f"{global_batch}): every group needs as many images; use a divisor of {global_batch}"
+            )
+        return global_batch // self.shared_groups
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -215,6 +306,13 @@ class MultiViewDataset(torch.utils.data.Dataset):
                     generator.manual_seed(mix_seed(self.seed, key.epoch, key.index, view_id))
                     views.append(transform(image))
                 out[kind] = views
+            if self.group_transforms:
+                group = key.position // self.group_size(key.global_batch)
+                out["group"] = [
+                    transform(image, mix_seed(self.seed, key.epoch, key.step, group, 2000 + v))
+                    for v, transform in enumerate(self.group_transforms)
+                ]
+                out["group_index"] = group
         finally:
             generator.set_state(saved)
         for extra in ("label", "prior"):
@@ -264,5 +362,6 @@ class EpochBatchSampler(torch.utils.data.Sampler):
                     continue
                 lo = b * self.global_batch + self.rank * local
                 yield [
-                    SampleKey(epoch, order[lo + i], step, self.rank * local + i) for i in range(local)
+                    SampleKey(epoch, order[lo + i], step, self.rank * local + i, self.global_batch)
+                    for i in range(local)
                 ]
