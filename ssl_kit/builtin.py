@@ -59,6 +59,7 @@ def register_evaluators(register: Register) -> None:
 
     register("knn", e.KNNEvaluator, config=e.KNNConfig)
     register("linear", e.LinearEvaluator, config=e.LinearConfig)
+    register("linear_torch", e.LinearTorchEvaluator, config=e.LinearTorchConfig)
 
 
 @hookimpl
@@ -81,9 +82,26 @@ def recipe_folder() -> Path | None:
     return clone if clone.is_dir() else None
 
 
+def _is_pointer(path: Path) -> bool:
+    """A clone's ``recipes/<name>.toml`` holding ``extends = "<name>"`` points at a plugin's recipe
+    of that name (ssl_kit.recipe's module doc); it is not a recipe of ssl_kit's own."""
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f).get("extends") == path.stem
+    except (OSError, ValueError):
+        return False  # reading it as a recipe reports the problem
+
+
 @hookimpl
 def register_recipes(register: Register) -> None:
     folder = recipe_folder()
     for path in sorted(folder.glob("*.toml")) if folder else []:
-        if not path.name.startswith("_"):  # partial recipes, used only through `extends`
+        # partial recipes (used only through `extends`) and pointers to plugins' recipes
+        if not path.name.startswith("_") and not _is_pointer(path):
             register(path.stem, str(path))

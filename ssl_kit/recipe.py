@@ -1,13 +1,15 @@
 """Recipes: TOML -> validated, typed configuration.
 
 A recipe has one table per component (``[method]``, ``[backbone]``, ``[data]``, ``[views]``,
-``[optim]``, ``[train]``, ``[eval]``, ``[expected]``). ``[method]``, ``[backbone]`` and ``[data]``
+``[optim]``, ``[train]``, ``[eval]``, ``[expected]``, ``[hub]``). ``[method]``, ``[backbone]`` and ``[data]``
 name a registered component (``name = "simclr"``) and add that component's own keys; every table
 is checked against its config dataclass, so an unknown key, a wrong type or an out-of-range value is
 an error naming the file, the table, the key and what is allowed.
 
 ``extends = "base"`` (a path relative to the recipe, or a registered recipe name) deep-merges the
-recipe over its base; cycles are an error. Command-line overrides ``section.key=value`` are applied
+recipe over its base; cycles are an error. A file whose ``extends`` names its own stem (the clone's
+``recipes/relic.toml`` holding ``extends = "relic"``) is a pointer to the registered recipe of that
+name, which a plugin ships as package data: one copy of each recipe, runnable by path from a clone. Command-line overrides ``section.key=value`` are applied
 last; values are parsed as TOML (``train.epochs=5``, ``eval.baselines=["raw"]``) and fall back to
 plain strings (``data.name=digits``).
 """
@@ -104,11 +106,30 @@ class TrainConfig:
 @dataclasses.dataclass
 class EvalConfig:
     enabled: bool = knob(True, "evaluate at the end of training")
-    evaluators: list[str] = knob(["knn", "linear"], "feature evaluators to run, in table order")
+    evaluators: list[str] = knob(
+        ["knn", "linear"], "evaluators to run, in table order (python -m ssl_kit plugins lists them; e.g. "
+        "knn, linear, linear_torch)"
+    )
     baselines: list[str] = knob([], "extra table rows: 'raw' (pixels) and/or 'random_init'")
     train_split: str = knob("train", "split whose features train the evaluators")
     test_split: str = knob("test", "split the evaluators are scored on")
     batch_size: int = knob(256, "batch size of feature extraction", min=1)
+    features: str = knob(
+        "encoder",
+        "features the evaluators see: 'encoder' (the method's choice, e.g. an EMA target), 'backbone' "
+        "(the online backbone), or a head of the method, e.g. 'projector' or 'projector.0' (the backbone "
+        "followed by that head up to and including layer 0)",
+    )
+    online_probe: bool = knob(
+        True, "train a linear classifier on detached features during training (solo-learn's online "
+        "probe; off when the data has no labels or the method returns no 'features')"
+    )
+    online_lr: float | None = knob(
+        None, "online probe learning rate before lr_scaling (default: 0.1 for sgd/lars, 1e-3 for adam/adamw)", gt=0
+    )
+    plots: bool = knob(True, "write PNG plots into plots/: loss and lr, online-probe accuracy, a 2-D map of test features")
+    embedding_map: Literal["pca", "tsne"] = knob("pca", "projection of the 2-D test-feature map (t-SNE is slower)")
+    map_samples: int = knob(2000, "test images shown in the 2-D map (a fixed random subset)", min=10)
 
     def __post_init__(self) -> None:
         for b in self.baselines:
@@ -130,7 +151,24 @@ class ExpectedConfig:
     note: str = knob("", "anything else a reader must know")
 
 
-SECTIONS = ("method", "backbone", "data", "views", "optim", "train", "eval", "expected")
+@dataclasses.dataclass
+class HubConfig:
+    push: bool = knob(False, "after training and export, upload export/ to the Hugging Face Hub (main process; token from HF_TOKEN or 'hf auth login', never written)")
+    repo_id: str = knob("", "Hub model repo 'user/name' (or 'org/name'); required when push = true")
+    private: bool = knob(False, "create the repo as private (an existing repo keeps its visibility)")
+    create_pr: bool = knob(False, "open a pull request instead of committing to the main branch")
+    full_method: bool = knob(False, "also export method.safetensors (every head, EMA target, queue) for ssl_kit.load_method")
+
+    def __post_init__(self) -> None:
+        import re
+
+        if self.repo_id and (not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", self.repo_id) or ".." in self.repo_id):
+            raise ValueError(f"key 'repo_id' must be of the form 'user/name', got {self.repo_id!r}")
+        if self.push and not self.repo_id:
+            raise ValueError("key 'push' is true but 'repo_id' is not set (e.g. repo_id = \"user/name\")")
+
+
+SECTIONS = ("method", "backbone", "data", "views", "optim", "train", "eval", "expected", "hub")
 TOP_LEVEL_KEYS = ("extends", "description")
 
 
@@ -153,6 +191,7 @@ class Recipe:
     eval: EvalConfig
     evaluators: dict[str, Any]
     expected: ExpectedConfig | None
+    hub: HubConfig = dataclasses.field(default_factory=HubConfig)
 
     def resolved(self) -> dict[str, Any]:
         """Every table with defaults filled in, as written to the run directory."""
@@ -170,6 +209,7 @@ class Recipe:
             out["eval"][name] = to_dict(cfg) if cfg is not None else {}
         if self.expected is not None:
             out["expected"] = to_dict(self.expected)
+        out["hub"] = to_dict(self.hub)
         return out
 
 
@@ -240,7 +280,17 @@ def _load_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not isinstance(base, str):
         raise RecipeError(f"{path}: 'extends' must be a string (a recipe path or name), got {base!r}")
     candidate = path.parent / base
-    if candidate.is_file():
+    if base == path.stem:  # a pointer to the plugin recipe of this name
+        try:
+            base_path = find_recipe(base)
+        except UserError:
+            hint = tree.get("description") or f"install the plugin that provides recipe '{base}'"
+            raise RecipeError(
+                f"{path}: points at recipe '{base}', which no installed plugin registers: {hint}"
+            ) from None
+        if base_path.resolve() == resolved:
+            raise RecipeError(f"{path}: 'extends' names the file itself")
+    elif candidate.is_file():
         base_path = candidate
     elif (path.parent / f"{base}.toml").is_file():
         base_path = path.parent / f"{base}.toml"
@@ -429,9 +479,12 @@ def _validate(tree: dict[str, Any], where: str, name: str) -> Recipe:
 
     expected_table = _table(tree, "expected", where, required=False)
     expected = _build(ExpectedConfig, expected_table, where, "expected") if expected_table else None
+    hub = _build(HubConfig, _table(tree, "hub", where, required=False), where, "hub")
 
     if data_cfg.batch_size < 2:
         raise _error(f"{where}: [data] key 'batch_size' must be >= 2 for self-supervised training", "data.batch_size")
+    if hub.push and not train.export:
+        raise _error(f"{where}: [hub] push = true needs [train] export = true (push uploads the export)", "hub.push")
     return Recipe(
         name=name,
         source=where,
@@ -448,6 +501,7 @@ def _validate(tree: dict[str, Any], where: str, name: str) -> Recipe:
         eval=eval_cfg,
         evaluators=evaluators,
         expected=expected,
+        hub=hub,
     )
 
 

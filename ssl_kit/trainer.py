@@ -7,7 +7,8 @@ Run directory (``train.output_dir``, default ``runs/<recipe name>``)::
     recipe.toml        the resolved recipe (every default filled in); re-runnable as is
     log.jsonl          one JSON object per log line: step, epoch, loss, metrics, lr, images/s
     results.json       evaluation results, protocols, data split, wall time
-    results.md         the results table in markdown
+    results.md         the results table in markdown, with every number's protocol
+    plots/             loss.png (loss, lr), online_probe.png, embedding.png (2-D map of test features)
     export/            model.safetensors + config.json of the evaluated encoder
 """
 
@@ -30,6 +31,7 @@ from ssl_kit.config import build_config
 from ssl_kit.data.views import (
     EpochBatchSampler,
     MultiViewDataset,
+    SharedTransform,
     ViewContext,
     ViewSpec,
     build_transform,
@@ -65,7 +67,7 @@ def view_spec(method: nn.Module, recipe: Recipe) -> ViewSpec:
     return build_config(ViewSpec, values, f"{recipe.source}: [views]")
 
 
-def build_view_dataset(dataset: Any, spec: ViewSpec, seed: int) -> MultiViewDataset:
+def build_view_dataset(dataset: Any, spec: ViewSpec, seed: int, global_batch: int | None = None) -> MultiViewDataset:
     registry = get_registry()
     preset = registry.get("view_presets", spec.preset).factory
     channels = getattr(dataset, "channels", 3)
@@ -78,11 +80,18 @@ def build_view_dataset(dataset: Any, spec: ViewSpec, seed: int) -> MultiViewData
     def transforms(kind: str, count: int, size: int, scale: tuple[float, float]) -> list:
         return [build_transform(preset(ViewContext(kind, v, size, scale, channels)), mean, std) for v in range(count)]
 
+    group = []  # group-shared views (CARE); their crops are drawn on a canvas of the image size
+    if spec.group_views:
+        group_preset = registry.get("view_presets", spec.group_preset or spec.preset, "[views] group_preset:").factory
+        canvas = max(size, getattr(dataset, "image_size", None) or size)
+        group = [SharedTransform(group_preset(ViewContext("group", v, size, spec.global_scale, channels)), mean, std,
+                                 canvas) for v in range(spec.group_views)]
     return MultiViewDataset(
         dataset,
         transforms("global", spec.global_views, size, spec.global_scale),
         transforms("local", spec.local_views, local_size, spec.local_scale),
         seed,
+        group, spec.shared_groups, global_batch,
     )
 
 
@@ -112,9 +121,19 @@ def param_groups(method: nn.Module, weight_decay: float, exclude_bias_norm: bool
     return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(method: nn.Module, recipe: Recipe, lr: float) -> torch.optim.Optimizer:
+def build_optimizer(
+    method: nn.Module,
+    recipe: Recipe,
+    lr: float,
+    extra_groups: list[dict[str, Any]] | None = None,
+    groups: list[dict[str, Any]] | None = None,
+) -> torch.optim.Optimizer:
+    """The recipe's optimizer over ``groups`` (default: the method's :func:`param_groups`) plus
+    ``extra_groups`` (e.g. the online probe's, with its own lr and weight decay)."""
     o = recipe.optim
-    groups = param_groups(method, o.weight_decay, o.exclude_bias_norm)
+    if groups is None:
+        groups = param_groups(method, o.weight_decay, o.exclude_bias_norm)
+    groups = groups + list(extra_groups or [])
     if o.name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
     if o.name == "adam":
@@ -140,6 +159,20 @@ def lr_factor(step: int, total: int, warmup: int, start_factor: float, min_facto
     return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def attach_online_probe(method: nn.Module, recipe: Recipe, dataset: Any, scale: float) -> dict[str, Any] | None:
+    """Attach an :class:`~ssl_kit.eval.online.OnlineProbe` as ``method.online_probe`` when the recipe
+    asks for it and the data has labels; returns its optimizer group (own lr, no weight decay)."""
+    from ssl_kit.eval.online import OnlineProbe, num_classes
+
+    classes = num_classes(dataset) if recipe.eval.online_probe else None
+    if not classes:
+        return None
+    probe = OnlineProbe(method.backbone.num_features, classes)
+    method.add_module("online_probe", probe)
+    base = recipe.eval.online_lr or (1e-3 if recipe.optim.name in ("adam", "adamw") else 0.1)
+    return {"params": list(probe.parameters()), "lr": base * scale, "weight_decay": 0.0, "online_probe": True}
+
+
 def resolve_precision(requested: str) -> str:
     """The accelerate mixed-precision mode for a recipe's ``train.precision``."""
     if requested == "auto":
@@ -163,6 +196,22 @@ def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool 
     return {k: [move(t) for t in v] if isinstance(v, list) else move(v) for k, v in batch.items()}
 
 
+def _online_probe_step(probe: nn.Module, out: dict[str, Any], batch: dict[str, Any], say: Any) -> dict[str, Any]:
+    """The online probe's loss on the method's detached ``features`` (its ``_loss`` joins the
+    backward pass; the rest is logged). A method that returns no features leaves the probe
+    untouched (a zero-gradient term keeps every process's reducer in step)."""
+    features = out.get("features")
+    if not isinstance(features, torch.Tensor) or "label" not in batch:
+        if not getattr(probe, "warned", False):
+            probe.warned = True
+            say("ssl_kit: the method returns no 'features': the online linear probe is not trained")
+        return {"_loss": sum(p.sum() for p in probe.parameters()) * 0.0}
+    with torch.autocast(features.device.type, enabled=False):
+        terms = probe.loss(features, batch["label"])
+    return {"_loss": terms["online_probe_loss"], "online_probe_loss": terms["online_probe_loss"].detach(),
+            "online_probe_acc": terms["online_probe_acc"]}
+
+
 def _scalars(out: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {k: v.detach().float() for k, v in out.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
 
@@ -180,11 +229,39 @@ def _resume_from(recipe: Recipe, run_dir: Path) -> Path | None:
         return None
     if mode == "auto":
         found = list_checkpoints(run_dir)
-        return found[-1] if found else None
-    path = Path(mode)
-    if not (path / "state.json").is_file():
-        raise UserError(f"[train] resume = '{mode}': not a checkpoint directory (no state.json)")
+        path = found[-1] if found else None
+    else:
+        path = Path(mode)
+        if not (path / "state.json").is_file():
+            raise UserError(f"[train] resume = '{mode}': not a checkpoint directory (no state.json)")
+    if path is not None:
+        _check_same_run(recipe, path.parent.parent / "recipe.toml")
     return path
+
+
+# What a checkpoint's weights, optimizer state and position inside an epoch depend on: resuming
+# under a recipe that differs here would silently continue another run.
+RUN_IDENTITY = {"method": None, "backbone": None, "views": None, "data": ("name", "batch_size", "train_split"),
+                "train": ("seed", "grad_accumulation")}
+
+
+def _check_same_run(recipe: Recipe, saved: Path) -> None:
+    """Refuse to resume the checkpoints of a run whose recipe (``saved``, its recipe.toml) differs
+    from ``recipe`` in what the checkpoint depends on; epochs, evaluation and logging may change."""
+    from ssl_kit.recipe import _read_toml, tomllib
+
+    if not saved.is_file():
+        return
+    old = _read_toml(saved)
+    new = tomllib.loads(dumps_toml(recipe.resolved()))  # the same TOML types as the saved file
+    for section, keys in RUN_IDENTITY.items():
+        a, b = old.get(section, {}), new.get(section, {})
+        for key in keys or sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                raise UserError(
+                    f"{saved.parent} holds checkpoints of another run: [{section}] {key} was {a.get(key)!r}, the "
+                    f"recipe says {b.get(key)!r}; choose another train.output_dir, or delete its checkpoints"
+                )
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -268,6 +345,10 @@ def _train(recipe: Recipe) -> dict[str, Any]:
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     _reproducibility(recipe)
     resume_path = _resume_from(recipe, run_dir)
+    if recipe.hub.push:  # fail now, not after hours of training (every process, so none waits alone)
+        from ssl_kit.hub import check_can_push
+
+        check_can_push()
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         clean_partial(run_dir)
@@ -296,11 +377,16 @@ def _train(recipe: Recipe) -> dict[str, Any]:
 
     o = recipe.optim
     effective_batch = global_batch * accumulation
-    lr = o.lr * effective_batch / 256 if o.lr_scaling == "linear" else o.lr
-    optimizer = build_optimizer(method, recipe, lr)
+    scale = effective_batch / 256 if o.lr_scaling == "linear" else 1.0
+    lr = o.lr * scale
+    groups = param_groups(method, o.weight_decay, o.exclude_bias_norm)  # before the probe joins
+    probe_group = attach_online_probe(method, recipe, dataset, scale)
+    optimizer = build_optimizer(method, recipe, lr, [probe_group] if probe_group else None, groups)
     warmup = round(o.warmup_epochs * steps_per_epoch)
     factor = lambda s: lr_factor(s, max_steps, warmup, o.warmup_start_lr / lr, o.min_lr / lr, o.schedule)  # noqa: E731
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if hasattr(method, "on_train_start"):  # before resume: a checkpoint's buffers win
+        method.on_train_start(steps_per_epoch, max_steps)
     state: dict[str, Any] = {"step": 0, "skipped_nonfinite": 0}
     if resume_path is not None:
         state = load_checkpoint(resume_path, method, optimizer, scheduler, rank)
@@ -322,6 +408,8 @@ def _train(recipe: Recipe) -> dict[str, Any]:
         method = method.to(memory_format=torch.channels_last)
     method, optimizer = accelerator.prepare(method, optimizer)
     core = accelerator.unwrap_model(method)
+    probe = getattr(core, "online_probe", None)
+    ssl_params = [p for n, p in core.named_parameters() if not n.startswith("online_probe.")]
     if recipe.train.compile:
         method = torch.compile(method)
     if recipe.train.trackers:
@@ -333,7 +421,7 @@ def _train(recipe: Recipe) -> dict[str, Any]:
     )
     workers = recipe.data.num_workers
     loader = torch.utils.data.DataLoader(
-        build_view_dataset(dataset, spec, recipe.train.seed),
+        build_view_dataset(dataset, spec, recipe.train.seed, global_batch),
         batch_sampler=sampler,
         num_workers=workers,
         pin_memory=recipe.data.pin_memory,
@@ -383,6 +471,10 @@ def _train(recipe: Recipe) -> dict[str, Any]:
                     )
                 nonfinite = True
             else:
+                if probe is not None:
+                    probe_out = _online_probe_step(probe, out, batch, say)
+                    loss = loss + probe_out.pop("_loss")
+                    out = {**out, **probe_out}
                 accelerator.backward(loss / accumulation)
         micro += 1
         images += global_batch
@@ -394,7 +486,7 @@ def _train(recipe: Recipe) -> dict[str, Any]:
             nonfinite = False
         else:
             if o.grad_clip is not None:
-                accelerator.clip_grad_norm_(method.parameters(), o.grad_clip)
+                accelerator.clip_grad_norm_(ssl_params, o.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         lr_used = optimizer.param_groups[0]["lr"]
@@ -430,33 +522,42 @@ def _train(recipe: Recipe) -> dict[str, Any]:
     bar.close()
     if log_file is not None:
         log_file.close()
+    if skipped := getattr(dataset, "skip_report", lambda: "")():  # image files with on_error = "skip"
+        print(skipped, file=sys.stderr, flush=True)
     if resume_path is None or state["step"] < step:
         checkpoint()  # the final state is resumable too (e.g. to train longer)
     train_seconds = time.time() - started
 
     results: dict[str, Any] = {}
     accelerator.wait_for_everyone()
-    if main:
-        core.eval()
-        if recipe.eval.enabled:
-            from ssl_kit.eval.report import evaluate_run
+    core.eval()
+    if recipe.eval.enabled:  # every process extracts a shard of the features; the main one evaluates
+        from ssl_kit.eval.report import evaluate_run
 
-            results = evaluate_run(recipe, core, spec, run_dir, channels, accelerator.device)
+        results = evaluate_run(recipe, core, spec, run_dir, channels, accelerator.device,
+                               dist=accelerator if world > 1 else None, log_file=run_dir / "log.jsonl")
+    if main:
         results.update(train_seconds=round(train_seconds, 2), steps=step,
                        skipped_nonfinite=state["skipped_nonfinite"])
         if torch.cuda.is_available():
             results["peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         if recipe.train.export:
-            from ssl_kit.checkpoint import export_encoder
+            from ssl_kit.checkpoint import encoder_inputs, export_encoder
 
-            inputs = {"channels": channels, "image_size": spec.global_size or getattr(dataset, "image_size", None),
-                      "mean": list(getattr(dataset, "mean", []) or []) if spec.normalize else None,
-                      "std": list(getattr(dataset, "std", []) or []) if spec.normalize else None}
-            export_encoder(core, recipe, run_dir / "export", results, inputs)
+            export_encoder(core, recipe, run_dir / "export", results, encoder_inputs(dataset, spec),
+                           full_method=recipe.hub.full_method)
         results["total_seconds"] = round(time.time() - started, 2)
         (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        if recipe.train.export:  # after results.json: the card shows the final results
+            from ssl_kit.hub import finalize_export
+
+            finalize_export(run_dir / "export", results, recipe.resolved())
         say(f"run directory: {run_dir}")
     accelerator.wait_for_everyone()
     for tracker in accelerator.trackers:  # not end_training(): it destroys the process group,
         tracker.finish()  # which a later train() in this process still needs
+    if main and recipe.hub.push:  # after the barrier: the other processes need not wait for the upload
+        from ssl_kit.hub import push_after_training
+
+        say(f"pushed {run_dir / 'export'} to {recipe.hub.repo_id}: {push_after_training(run_dir, recipe.hub)}")
     return results

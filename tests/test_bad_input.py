@@ -98,6 +98,21 @@ def test_existing_checkpoints_with_resume_never(tmp_path, capsys):
     assert code == 2 and "already has checkpoints" in lines[0] and "Traceback" not in err
 
 
+@pytest.mark.parametrize("override,expected", [
+    ("data.name=digits", "[data] name was 'fake', the recipe says 'digits'"),
+    ("method.temperature=0.9", "[method] temperature was"),
+    ("data.batch_size=4", "[data] batch_size was 8"),
+])
+def test_resuming_the_checkpoints_of_another_run_is_refused(tmp_path, capsys, override, expected):
+    checkpointed_run(tmp_path, capsys)
+    code, err, lines = run_cli(capsys, [tmp_path / "r.toml", f"train.output_dir={tmp_path / 'run'}", override])
+    assert code == 2 and "holds checkpoints of another run" in lines[0] and expected in lines[0], err
+    assert "Traceback" not in err
+    # what a checkpoint does not depend on may change: train longer, evaluate differently
+    assert main([str(tmp_path / "r.toml"), f"train.output_dir={tmp_path / 'run'}", "train.epochs=5",
+                 "eval.enabled=false"]) == 0
+
+
 @pytest.mark.parametrize("damage,expected", [
     ("format", "format_version 7"),
     ("truncate", "cannot be loaded"),

@@ -139,3 +139,36 @@ def test_extends_with_another_component_replaces_that_table(tmp_path):
     recipe = load_recipe(path)
     assert recipe.method_name == "byol" and recipe.method.pred_hidden_dim == 8  # no 'temperature' leaks in
     assert recipe.backbone_name == "convnet" and recipe.train.epochs == 2
+
+
+def test_pointer_file_runs_the_plugin_recipe_of_its_name_and_is_not_registered_itself(tmp_path):
+    from ssl_kit.builtin import _is_pointer
+    from ssl_kit.plugins import hookimpl
+    from ssl_kit.testing import temporary_plugin
+
+    plugin_recipe = write(tmp_path, MINIMAL + "[train]\nepochs = 4\n", "pointed.toml")
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    pointer = write(clone, 'extends = "pointed"\ndescription = "pip install -e plugins/x"\n', "pointed.toml")
+    assert _is_pointer(Path(pointer)) and not _is_pointer(Path(plugin_recipe))
+    with pytest.raises(RecipeError, match=r"points at recipe 'pointed', which no installed plugin registers: pip install -e plugins/x"):
+        load_recipe(pointer)
+
+    class Plugin:
+        @hookimpl
+        def register_recipes(self, register):
+            register("pointed", plugin_recipe)
+
+    with temporary_plugin(Plugin(), "pointer-test"):
+        recipe = load_recipe(pointer, ["train.seed=5"])
+    assert (recipe.train.epochs, recipe.train.seed, recipe.name) == (4, 5, "pointed")
+
+
+def test_the_clone_recipes_folder_registers_no_pointer():
+    from ssl_kit.builtin import _is_pointer
+    from ssl_kit.plugins import get_registry
+
+    registry = get_registry()
+    for path in (ROOT / "recipes").glob("*.toml"):
+        if _is_pointer(path) and path.stem in registry.names("recipes"):
+            assert Path(registry.get("recipes", path.stem).factory).resolve() != path.resolve()

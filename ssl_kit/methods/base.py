@@ -2,7 +2,9 @@
 
 A method is a small ``nn.Module`` built as ``factory(backbone, cfg)``. The trainer calls
 ``forward(batch)`` with the batch contract of :mod:`ssl_kit.data.views` and expects a dict with a
-scalar ``loss`` plus any detached metrics to log. Everything else is optional and has a default
+scalar ``loss`` plus any detached metrics to log, and optionally ``features``: the online backbone's
+features of the global views, view-major ``(V*B, F)`` (rows ``v*B .. v*B+B-1`` are view ``v``), on
+which the trainer trains the online linear probe (detached; never part of ``loss``). Everything else is optional and has a default
 here: the views it needs, what to do after each optimizer step (EMA, queues), its parameter
 groups, and which module evaluation and export use.
 """
@@ -34,6 +36,10 @@ class Method(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
+
+    def on_train_start(self, steps_per_epoch: int, max_steps: int) -> None:
+        """Called once before the first step (and before a resume loads its checkpoint) with the
+        optimizer steps of one epoch and of the whole run (schedules such as ReLIC's EMA horizon)."""
 
     def after_step(self, step: int, max_steps: int) -> None:
         """Called after every optimizer step with the 1-based global step (EMA, momentum)."""
