@@ -255,3 +255,19 @@ def test_views_normalise_with_the_dataset_statistics():
         assert view.abs().max() < 0.01
     raw = next(iter(loader(spec=ViewSpec(global_views=1, preset="none", normalize=False), data=data, batch=4)))
     assert torch.allclose(raw["global"][0][0, :, 0, 0], torch.tensor(mean), atol=0.003)
+
+
+@pytest.mark.parametrize("preset", ["simclr", "mocov2", "byol", "relic", "care", "decoupled_uniformity"])
+def test_bicubic_crops_of_sharp_edges_stay_in_range_and_never_give_nan(preset):
+    # Black and white stripes one pixel wide: bicubic upsampling overshoots below 0 and above 1,
+    # and colour jitter's hue step turned such pixels into NaN before the crop was clamped.
+    stripes = torch.zeros(16, 3, 32, 32, dtype=torch.uint8)
+    stripes[:, :, :, ::2] = 255
+    stripes[:, 0] = 0  # a zero red channel beside 255 green/blue: the hue step divides by max - min
+    data = TensorImages(stripes, None, mean=(0.5,) * 3, std=(0.25,) * 3)
+    spec = ViewSpec(global_views=2, local_views=2, local_size=13, local_scale=(0.05, 0.2), preset=preset,
+                    normalize=False)
+    for batch in loader(spec=spec, data=data, batch=16, epochs=1):
+        for view in batch["global"] + batch["local"]:
+            # (blur weights sum to 1 up to rounding: a few ulps above 1 are not an overshoot)
+            assert torch.isfinite(view).all() and view.min() >= 0 and view.max() <= 1 + 1e-6

@@ -99,9 +99,20 @@ def _blur(size: int, p: float) -> nn.Module:
     return v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=p)
 
 
+class ClampUnit(nn.Module):
+    """Clamp float pixels to [0, 1]. Bicubic resampling overshoots at sharp edges (PIL clips its
+    uint8 result; float tensors keep values below 0 and above 1), and colour jitter's hue and
+    saturation steps divide by the largest channel: a pixel whose largest channel is 0 while
+    another is negative becomes NaN."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return image.clamp(0.0, 1.0)
+
+
 def _crop(ctx: ViewContext, flip: bool = True) -> list[nn.Module]:
     ops: list[nn.Module] = [
-        v2.RandomResizedCrop(ctx.size, scale=ctx.scale, interpolation=v2.InterpolationMode.BICUBIC)
+        v2.RandomResizedCrop(ctx.size, scale=ctx.scale, interpolation=v2.InterpolationMode.BICUBIC),
+        ClampUnit(),
     ]
     return ops + [v2.RandomHorizontalFlip()] if flip else ops
 
