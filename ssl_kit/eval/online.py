@@ -51,15 +51,13 @@ class OnlineProbe(nn.Module):
 def num_classes(dataset: Any) -> int | None:
     """Classes of a labelled dataset (``num_classes``, ``classes`` or the largest label + 1);
     None for label-free data."""
-    if getattr(dataset, "labels", None) is None:
+    labels = getattr(dataset, "labels", None)
+    if labels is None:
         return None
     if getattr(dataset, "num_classes", None):
         return int(dataset.num_classes)
     if getattr(dataset, "classes", None):
         return len(dataset.classes)
-    labels = getattr(dataset, "labels", None)
-    if labels is None:
-        return None
     return int(torch.as_tensor(labels).max()) + 1
 
 
