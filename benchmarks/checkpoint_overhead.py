@@ -25,11 +25,11 @@ def measure(name, backbone, repeats=3):
         saves, loads = [], []
         for step in range(1, repeats + 1):
             t = time.perf_counter()
-            path = save_checkpoint(Path(tmp), step, method, optimizer, scheduler, {"step": step},
+            path = save_checkpoint(Path(tmp), step, {"": method}, optimizer, scheduler, {"step": step},
                                    keep=2, is_main=True, rank=0, barrier=lambda: None)
             saves.append(time.perf_counter() - t)
             t = time.perf_counter()
-            load_checkpoint(path, method, optimizer, scheduler, rank=0)
+            load_checkpoint(path, {"": method}, optimizer, scheduler, rank=0)
             loads.append(time.perf_counter() - t)
         size = sum(f.stat().st_size for f in path.iterdir()) / 2**20
     params = sum(p.numel() for p in method.parameters()) / 1e6

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from ssl_kit.recipe import load_recipe
-from ssl_kit.trainer import train
+from ssl_kit import train
 
 KNN = "knn_cosine_k20_t0.07_top1"
 

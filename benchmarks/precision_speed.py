@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ssl_kit.recipe import load_recipe
-from ssl_kit.trainer import train
+from ssl_kit import train
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_SIZED = """

@@ -10,10 +10,11 @@ import torch
 
 from ssl_kit.backbones import ConvNet, ConvNetConfig
 from ssl_kit.data.sources import DigitsConfig, digits
-from ssl_kit.data.views import ViewContext, build_transform, preset_digits, preset_none
+from ssl_kit.data.presets import build_transform, preset_digits, preset_none
 from ssl_kit.eval import knn_evaluate
 from ssl_kit.losses import nt_xent
 from ssl_kit.methods.heads import mlp
+from ssl_kit.spec import ViewContext
 
 
 def main() -> None:
@@ -23,7 +24,7 @@ def main() -> None:
     torch.manual_seed(0)
 
     train_set, test_set = digits(DigitsConfig(), "train"), digits(DigitsConfig(), "test")
-    size, mean, std = 16, train_set.mean, train_set.std
+    size, mean, std = 16, train_set.info.mean, train_set.info.std
     augment = build_transform(preset_digits(ViewContext("global", 0, size, (0.5, 1.0), channels=1)), mean, std)
     plain = build_transform(preset_none(ViewContext("global", 0, size, (1.0, 1.0), channels=1)), mean, std)
 

@@ -1,37 +1,37 @@
 """ssl_kit: self-supervised visual representation learning with pluggable methods.
 
-Public API: ``hookimpl`` for plugins, ``Method`` and ``ViewSpec`` for method authors,
-``load_recipe`` and ``train`` to run recipes from Python; ``from_pretrained``, ``load_method`` and
-``push_to_hub`` to load and share exports (:mod:`ssl_kit.hub`). Losses live in ``ssl_kit.losses``.
+Public API: ``hookimpl`` and ``register_recipe_folder`` for plugins; ``Method``, ``ViewSpec`` and
+``DatasetInfo`` for component authors; ``load_recipe`` and ``train`` (build -> train -> evaluate
+-> export -> push) to run recipes from Python; ``from_pretrained``, ``load_encoder``,
+``load_method`` and ``push_to_hub`` to load and share exports. Losses live in ``ssl_kit.losses``.
+The layers and what each module may import: docs/architecture.md.
 """
 
-__version__ = "0.1.0"
+import importlib
 
-from ssl_kit.plugins import hookimpl  # noqa: E402
+from ssl_kit.hooks import hookimpl, register_recipe_folder
+from ssl_kit.version import __version__
 
-__all__ = ["hookimpl", "Method", "ViewSpec", "load_recipe", "train", "from_pretrained", "load_method",
-           "push_to_hub", "__version__"]
+__all__ = ["DatasetInfo", "Method", "ViewSpec", "__version__", "from_pretrained", "hookimpl", "load_encoder",
+           "load_method", "load_recipe", "push_to_hub", "register_recipe_folder", "train"]
+
+# Imported on first use: `import ssl_kit` (plugin discovery, `from ssl_kit import hookimpl`) stays
+# light, and no module inside ssl_kit ever imports this facade.
+_LAZY = {
+    "DatasetInfo": "ssl_kit.spec",
+    "ViewSpec": "ssl_kit.spec",
+    "Method": "ssl_kit.methods.base",
+    "load_recipe": "ssl_kit.recipe",
+    "train": "ssl_kit.run:run",
+    "from_pretrained": "ssl_kit.hub",
+    "load_method": "ssl_kit.hub",
+    "push_to_hub": "ssl_kit.hub",
+    "load_encoder": "ssl_kit.loading",
+}
 
 
-def __getattr__(name: str):  # lazy: keep `import ssl_kit` light for plugin discovery
-    if name == "Method":
-        from ssl_kit.methods.base import Method
-
-        return Method
-    if name == "ViewSpec":
-        from ssl_kit.data.views import ViewSpec
-
-        return ViewSpec
-    if name == "load_recipe":
-        from ssl_kit.recipe import load_recipe
-
-        return load_recipe
-    if name == "train":
-        from ssl_kit.trainer import train
-
-        return train
-    if name in ("from_pretrained", "load_method", "push_to_hub"):
-        from ssl_kit import hub
-
-        return getattr(hub, name)
-    raise AttributeError(f"module 'ssl_kit' has no attribute {name!r}")
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'ssl_kit' has no attribute {name!r}")
+    module, _, attribute = _LAZY[name].partition(":")
+    return getattr(importlib.import_module(module), attribute or name)

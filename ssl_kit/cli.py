@@ -1,4 +1,5 @@
-"""Command line: ``python -m ssl_kit RECIPE [key=value ...]`` and subcommands.
+"""Command line: ``python -m ssl_kit RECIPE [key=value ...]`` and subcommands (argument parsing;
+the commands' bodies are :mod:`ssl_kit.commands`).
 
     python -m ssl_kit RECIPE [section.key=value ...]    train (same as 'train RECIPE ...')
     python -m ssl_kit validate RECIPE [overrides]       check a recipe without training
@@ -18,10 +19,14 @@ User mistakes print one line ``error: ...`` and exit with code 2; bugs keep thei
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import warnings
 
+import torch
+import torch.distributed as dist
+
+from ssl_kit import commands
 from ssl_kit.errors import UserError
 
 SUBCOMMANDS = ("train", "validate", "plugins", "recipes", "describe", "eval", "export", "push")
@@ -66,37 +71,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_plugins(as_json: bool) -> None:
-    from ssl_kit.plugins import get_registry
-
-    registry = get_registry()
-    if as_json:
-        print(json.dumps([p.as_dict() for p in registry.plugins], indent=2))
-        return
-    for p in registry.plugins:
-        status = p.status if p.status != "failed" else f"failed: {p.error}"
-        if not p.compatible:
-            status += f" (INCOMPATIBLE: requires ssl-kit{p.requires_core})"
-        print(f"{p.distribution} {p.version} (entry point '{p.name}'): {status}")
-        for kind, names in p.provides.items():
-            print(f"  {kind:13s} {', '.join(sorted(names))}")
-
-
-def cmd_recipes(as_json: bool) -> None:
-    from ssl_kit.plugins import get_registry
-
-    registry = get_registry()
-    rows = [
-        {"name": n, "path": str(registry.get("recipes", n).factory), "plugin": registry.get("recipes", n).plugin.distribution}
-        for n in registry.names("recipes")
-    ]
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        print(f"{row['name']:28s} {row['plugin']:24s} {row['path']}")
-
-
 def user_message(err: BaseException) -> str:
     """One line for the user. A UserError raised in a DataLoader worker arrives re-raised with the
     worker's traceback inside its message: keep only the original message."""
@@ -108,8 +82,6 @@ def user_message(err: BaseException) -> str:
 
 
 def _destroy_process_group() -> None:
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -128,45 +100,26 @@ def main(argv: list[str] | None = None) -> int:
         _parser().print_help()
         return 2
     warnings.filterwarnings("default", category=UserWarning, module="ssl_kit")
-    import os
-
-    import torch
-
     if not torch.cuda.is_available():  # DeepSpeed, when installed, otherwise warns on every run
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     try:
         if args.command == "plugins":
-            cmd_plugins(args.json)
+            commands.plugins(args.json)
         elif args.command == "recipes":
-            cmd_recipes(args.json)
+            commands.recipes(args.json)
         elif args.command == "describe":
-            from ssl_kit.docs import reference_markdown
-
-            print(reference_markdown(plugins=args.all), end="")
+            commands.describe(args.all)
         elif args.command == "export":
-            from ssl_kit.hub import cmd_export
-
-            cmd_export(args.run_dir, args.out, args.full_method)
+            commands.export(args.run_dir, args.out, args.full_method)
         elif args.command == "push":
-            from ssl_kit.hub import cmd_push
-
-            cmd_push(args.path, args.repo_id, args.private, args.create_pr, args.revision)
+            commands.push(args.path, args.repo_id, args.private, args.create_pr, args.revision)
         elif args.command == "eval":
-            from ssl_kit.eval.command import run_eval
-
-            run_eval(args.target, args.evaluator, args.overrides, args.out)
+            commands.evaluate(args.target, args.evaluator, args.overrides, args.out)
+        elif args.command == "validate":
+            commands.validate(args.recipe, args.overrides)
         else:
-            from ssl_kit.recipe import dumps_toml, load_recipe
-
-            recipe = load_recipe(args.recipe, args.overrides)
-            if args.command == "validate":
-                print(dumps_toml(recipe.resolved()), end="")
-                print(f"# {recipe.source}: valid", file=sys.stderr)
-            else:
-                from ssl_kit.trainer import train
-
-                train(recipe)
-                _destroy_process_group()
+            commands.train(args.recipe, args.overrides)
+            _destroy_process_group()
     except UserError as err:
         print(f"error: {user_message(err)}", file=sys.stderr)
         return 2

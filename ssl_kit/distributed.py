@@ -103,6 +103,31 @@ def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     return y / world_size()
 
 
+# The trainer's collectives. Every tensor handed to a collective lives on the process's device:
+# NCCL (every multi-GPU run) refuses CPU tensors, and gloo on a CPU machine would hide the mistake.
+@torch.no_grad()
+def any_process(flag: bool | torch.Tensor, device: torch.device | str) -> bool:
+    """Whether ``flag`` (a bool, or a tensor whose elements are all tested) is true on ANY
+    process; every process gets the same answer. One collective on ``device``."""
+    value = torch.as_tensor(flag, device=device).to(device=device, dtype=torch.float32).reshape(-1).amax()
+    if is_distributed():
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+@torch.no_grad()
+def mean_over_processes(values: dict[str, torch.Tensor], device: torch.device | str) -> dict[str, float]:
+    """The mean over processes of scalar ``values`` (the same keys on every process), as floats;
+    one collective on ``device`` for all of them."""
+    if not values:
+        return {}
+    stacked = torch.stack([v.detach().reshape(()).to(device=device, dtype=torch.float32) for v in values.values()])
+    if is_distributed():
+        dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
+        stacked = stacked / world_size()
+    return dict(zip(values, stacked.tolist()))
+
+
 class _AllReduceSum(torch.autograd.Function):
     """Sum over processes; the backward sums the gradients too (every process's output depends on
     every process's input)."""

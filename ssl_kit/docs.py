@@ -7,6 +7,9 @@ import inspect
 from typing import Any
 
 from ssl_kit.config import describe
+from ssl_kit.plugins import get_registry
+from ssl_kit.recipe import DataConfig, EvalConfig, ExpectedConfig, HubConfig, OptimConfig, TrainConfig
+from ssl_kit.spec import ViewSpec
 
 
 def _table(cls: type | None) -> list[str]:
@@ -31,10 +34,6 @@ def _first_line(obj: Any) -> str:
 def reference_markdown(plugins: bool = False) -> str:
     """The recipe reference as markdown: core tables and built-in components, and with
     ``plugins=True`` the components of every installed plugin too."""
-    from ssl_kit.data.views import ViewSpec
-    from ssl_kit.plugins import get_registry
-    from ssl_kit.recipe import DataConfig, EvalConfig, ExpectedConfig, HubConfig, OptimConfig, TrainConfig
-
     registry = get_registry()
     out = [
         "# Recipe reference",

@@ -31,6 +31,12 @@ class CheckpointError(UserError):
     """A checkpoint or export cannot be read."""
 
 
+def one_line(err: BaseException, limit: int = 400) -> str:
+    """An exception's message on one line (whitespace collapsed), at most ``limit`` characters; its
+    type name when the message is empty."""
+    return " ".join(str(err).split())[:limit] or type(err).__name__
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` Did you mean 'x'?`` for the closest choice, or an empty string."""
     matches = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)

@@ -1,13 +1,8 @@
-"""The plugin registry: pluggy hooks, guarded entry-point loading, name -> component lookup.
+"""The registry: guarded entry-point loading and name -> component lookup, on pluggy.
 
-A plugin is any module (or object) with ``@hookimpl`` functions, found through the entry-point
-group ``ssl_kit``::
-
-    [project.entry-points.ssl_kit]
-    relic = "ssl_kit_relic"
-
-Each hook receives a ``register`` callback: ``register(name, factory, config=ConfigDataclass)``.
-ssl_kit's own built-ins (``ssl_kit.builtin``) register through the very same hooks.
+The hooks themselves are specified in :mod:`ssl_kit.hooks`. ssl_kit's built-ins are the module
+named by :data:`BUILTIN_PLUGINS`, imported by name and registered exactly as an installed plugin's
+entry point is; then every entry point of the group ``ssl_kit`` is loaded.
 
 Loading is guarded: a plugin that fails to import or whose hooks raise is recorded (entry point,
 distribution, version, error), warned about once, and becomes a hard error only when a recipe asks
@@ -19,58 +14,22 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import importlib
 import importlib.metadata
 import os
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import pluggy
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
-from ssl_kit.errors import PluginError, UserError, did_you_mean
+from ssl_kit.errors import PluginError, did_you_mean
+from ssl_kit.hooks import KINDS, PROJECT, SINGULAR, HookSpecs
+from ssl_kit.version import __version__
 
-PROJECT = "ssl_kit"
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
-
-#: Component kinds, each with its hook ``register_<kind>``.
-KINDS = ("methods", "backbones", "datasets", "evaluators", "view_presets", "recipes")
-_SINGULAR = {
-    "methods": "method",
-    "backbones": "backbone",
-    "datasets": "dataset",
-    "evaluators": "evaluator",
-    "view_presets": "view preset",
-    "recipes": "recipe",
-}
-
-
-class _HookSpecs:
-    """Hook specifications. Each hook gets ``register(name, factory, config=None, **info)``."""
-
-    @hookspec
-    def register_methods(self, register: Callable[..., None]) -> None:
-        """Register methods: ``factory(backbone, cfg) -> nn.Module`` (see ssl_kit.Method)."""
-
-    @hookspec
-    def register_backbones(self, register: Callable[..., None]) -> None:
-        """Register backbones: ``factory(cfg) -> nn.Module`` with ``num_features``."""
-
-    @hookspec
-    def register_datasets(self, register: Callable[..., None]) -> None:
-        """Register datasets: ``factory(cfg, split) -> torch Dataset`` of dict items."""
-
-    @hookspec
-    def register_evaluators(self, register: Callable[..., None]) -> None:
-        """Register evaluators: ``factory(cfg) -> evaluator`` (see ssl_kit.eval)."""
-
-    @hookspec
-    def register_view_presets(self, register: Callable[..., None]) -> None:
-        """Register augmentation presets: ``factory(ctx) -> transform`` (see ssl_kit.data.views)."""
-
-    @hookspec
-    def register_recipes(self, register: Callable[..., None]) -> None:
-        """Register recipes by name: ``register(name, path_to_toml)``."""
+#: ssl_kit's own components, loaded by module name like any plugin (pytest's default plugins).
+BUILTIN_PLUGINS = ("ssl_kit.builtin",)
 
 
 @dataclasses.dataclass
@@ -107,7 +66,7 @@ class Registry:
 
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(PROJECT)
-        self.pm.add_hookspecs(_HookSpecs)
+        self.pm.add_hookspecs(HookSpecs)
         self.plugins: list[PluginInfo] = []
         self._components: dict[str, dict[str, Component]] = {k: {} for k in KINDS}
         self._conflicts: dict[tuple[str, str], list[PluginInfo]] = {}
@@ -168,7 +127,7 @@ class Registry:
                 owners = self._conflicts.setdefault((comp.kind, comp.name), [existing.plugin])
                 owners.append(info)
                 warnings.warn(
-                    f"ssl_kit: {_SINGULAR[comp.kind]} '{comp.name}' is registered by both "
+                    f"ssl_kit: {SINGULAR[comp.kind]} '{comp.name}' is registered by both "
                     f"{existing.plugin.distribution} and {info.distribution}; using it is an error "
                     "until one of them is disabled (SSL_KIT_DISABLE_PLUGINS)",
                     PluginWarning,
@@ -203,11 +162,9 @@ class Registry:
                 info = self.add_plugin(plugin, ep.name, dist_name, version)
             info.requires_core, info.compatible = requires_core, compatible
             if not compatible:
-                import ssl_kit
-
                 warnings.warn(
                     f"ssl_kit: plugin '{ep.name}' ({dist_name} {version}) requires ssl-kit{requires_core}, "
-                    f"but ssl_kit {ssl_kit.__version__} is installed; it may not work",
+                    f"but ssl_kit {__version__} is installed; it may not work",
                     PluginWarning,
                     stacklevel=2,
                 )
@@ -231,13 +188,13 @@ class Registry:
         if owners:
             dists = " and ".join(f"{p.distribution} ({p.name})" for p in owners)
             raise PluginError(
-                f"{prefix}{_SINGULAR[kind]} '{name}' is registered by both {dists}; uninstall one "
+                f"{prefix}{SINGULAR[kind]} '{name}' is registered by both {dists}; uninstall one "
                 "or disable it with SSL_KIT_DISABLE_PLUGINS=<entry point name>"
             )
         comp = self._components[kind].get(name)
         if comp is not None:
             return comp
-        message = f"{prefix}unknown {_SINGULAR[kind]} '{name}'.{did_you_mean(name, self._components[kind])}"
+        message = f"{prefix}unknown {SINGULAR[kind]} '{name}'.{did_you_mean(name, self._components[kind])}"
         message += f" Available: {', '.join(self.names(kind)) or '(none)'}."
         broken = [p for p in self.plugins if p.status != "ok"]
         if broken:
@@ -253,13 +210,8 @@ class Registry:
 
 def _core_requirement(dist: Any) -> tuple[str, bool]:
     """The ssl-kit version range a distribution declares, and whether this ssl_kit satisfies it."""
-    import ssl_kit
-
     if dist is None:
         return "", True
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
     for line in dist.requires or []:
         try:
             req = Requirement(line)
@@ -269,7 +221,7 @@ def _core_requirement(dist: Any) -> tuple[str, bool]:
             continue
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
             continue
-        return str(req.specifier), req.specifier.contains(ssl_kit.__version__, prereleases=True)
+        return str(req.specifier), req.specifier.contains(__version__, prereleases=True)
     return "", True
 
 
@@ -281,25 +233,12 @@ _registry: Registry | None = None
 
 
 def get_registry(reload: bool = False) -> Registry:
-    """The process-wide registry, loading built-ins and entry points on first use."""
+    """The process-wide registry, loading the built-ins and every entry point on first use."""
     global _registry
     if _registry is None or reload:
-        import ssl_kit
-        from ssl_kit import builtin
-
         registry = Registry()
-        registry.add_plugin(builtin, "ssl_kit", "ssl-kit", ssl_kit.__version__)
+        for module in BUILTIN_PLUGINS:
+            registry.add_plugin(importlib.import_module(module), "ssl_kit", "ssl-kit", __version__)
         registry.load_entry_points()
         _registry = registry
     return _registry
-
-
-def build(kind: str, name: str, cfg_values: dict[str, Any], where: str) -> tuple[Component, Any]:
-    """Look up a component and validate its config table; returns (component, config)."""
-    from ssl_kit.config import build_config
-
-    comp = get_registry().get(kind, name, where=where)
-    cfg = build_config(comp.config, cfg_values, where) if comp.config is not None else None
-    if comp.config is None and cfg_values:
-        raise UserError(f"{where} {_SINGULAR[kind]} '{name}' takes no options, got {sorted(cfg_values)}")
-    return comp, cfg

@@ -7,9 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssl_kit.backbones import ConvNet, ConvNetConfig
 from ssl_kit.errors import UserError
 from ssl_kit.losses import byol_loss, moco_infonce, simsiam_loss
 from ssl_kit.methods.ema import EMA, cosine_momentum
+from ssl_kit.methods.moco import MoCo, MoCoConfig
 from ssl_kit.methods.queue import Queue
 
 
@@ -81,3 +83,22 @@ def test_queue_enqueues_in_order_and_checks_the_batch():
     assert int(queue.pointer) == 0 and torch.equal(queue.queue[1, :, 3:], (keys[1] + 100).T)
     with pytest.raises(UserError, match="queue_size 6 must be divisible by the global batch 4"):
         queue.enqueue(torch.zeros(2, 4, 2))
+
+
+def test_moco_enqueues_in_after_step_and_a_skipped_step_leaves_the_queue():
+    torch.manual_seed(0)
+    moco = MoCo(ConvNet(ConvNetConfig(channels=[4], pool_after=[])), MoCoConfig(queue_size=8, proj_hidden_dim=8,
+                                                                                proj_output_dim=4))
+    batch = {"global": [torch.rand(4, 3, 8, 8), torch.rand(4, 3, 8, 8)]}
+    before = moco.queue.queue.clone()
+    out = moco(batch)
+    assert torch.equal(moco.queue.queue, before) and int(moco.queue.pointer) == 0  # forward only stages its keys
+    out["loss"].backward()  # the loss saw the queue as it was; enqueueing later must not disturb it
+    moco.skip_step()  # a skipped (non-finite) step: the staged keys are dropped
+    moco.after_step(1, 10)
+    assert torch.equal(moco.queue.queue, before) and int(moco.queue.pointer) == 0
+    moco(batch)
+    moco(batch)  # two micro-batches of one accumulated step: both enqueued after it, in order
+    moco.after_step(2, 10)
+    assert int(moco.queue.pointer) == 0 and not torch.equal(moco.queue.queue, before)  # 8 keys: wrapped around
+    assert moco.staged_keys == []

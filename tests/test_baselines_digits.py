@@ -14,7 +14,7 @@ import pytest
 
 from ssl_kit.recipe import load_recipe
 from ssl_kit.testing import no_gradient_plugin, sign_flipped_plugin, temporary_plugin
-from ssl_kit.trainer import train
+from ssl_kit import train
 
 KEY = "knn_cosine_k20_t0.07_top1"
 

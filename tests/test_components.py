@@ -37,7 +37,7 @@ def test_convnet_output_grid_flattens_a_spatial_grid():
 def test_digits_split_is_fixed_stratified_and_disjoint():
     train, test = digits(DigitsConfig(), "train"), digits(DigitsConfig(), "test")
     assert len(train) + len(test) == 1797 and len(test) == 540
-    assert not set(train.split_indices) & set(test.split_indices)
+    assert not set(train.info.indices) & set(test.info.indices)
     counts = np.bincount(test.labels.numpy(), minlength=10)
     assert counts.min() >= 52 and counts.max() <= 55  # 30% of each class
     item = train[0]
@@ -56,8 +56,8 @@ def test_image_folder_class_folders_and_flat_tree(tmp_path):
     make_images(tmp_path / "labelled" / "test" / "cat", ["d.png"])
     make_images(tmp_path / "labelled" / "test" / "dog", ["e.png"])
     train = image_folder(ImageFolderConfig(root=str(tmp_path / "labelled")), "train")
-    assert train.classes == ["cat", "dog"] and list(train.labels) == [0, 0, 1]
-    assert train[2]["image"].mode == "RGB" and train.image_size == 6
+    assert train.info.classes == ("cat", "dog") and list(train.labels) == [0, 0, 1]
+    assert train[2]["image"].mode == "RGB" and train.info.image_size == 6
     assert len(image_folder(ImageFolderConfig(root=str(tmp_path / "labelled")), "test")) == 2
     make_images(tmp_path / "flat" / "x", ["1.png", "2.PNG"])
     make_images(tmp_path / "flat", ["top.webp"])

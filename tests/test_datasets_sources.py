@@ -59,16 +59,16 @@ def test_cifar10_reads_torchvision_layout(tmp_path):
     item = train[2]
     assert item["image"].dtype == torch.uint8 and item["image"].shape == (3, 32, 32)
     assert int(item["image"][0, 0, 0]) == 1 and item["label"] == 1 and item["index"] == 2
-    assert train.labels.dtype == np.int64 and train.num_classes == 10 and train.classes[0] == "c0"
-    assert train.mean == (0.4914, 0.4822, 0.4465) and train.std == (0.2470, 0.2435, 0.2616) and train.image_size == 32
-    assert str(tmp_path) in train.description
+    assert train.labels.dtype == np.int64 and train.info.num_classes == 10 and train.info.classes[0] == "c0"
+    assert train.info.mean == (0.4914, 0.4822, 0.4465) and train.info.std == (0.2470, 0.2435, 0.2616) and train.info.image_size == 32
+    assert str(tmp_path) in train.info.description
 
 
 def test_cifar100_fine_labels(tmp_path):
     write_cifar(tmp_path, "cifar100")
     ds = tvs.cifar100(tvs.TorchvisionConfig(root=str(tmp_path)), "test")
-    assert len(ds) == 2 and ds.num_classes == 100 and ds.mean == (0.5071, 0.4865, 0.4409)
-    assert ds.std == (0.2673, 0.2564, 0.2762)
+    assert len(ds) == 2 and ds.info.num_classes == 100 and ds.info.mean == (0.5071, 0.4865, 0.4409)
+    assert ds.info.std == (0.2673, 0.2564, 0.2762)
 
 
 def test_cifar_missing_files_offline_message(tmp_path):
@@ -127,8 +127,8 @@ def test_stl10_splits(tmp_path):
     write_stl(tmp_path)
     cfg = tvs.TorchvisionConfig(root=str(tmp_path))
     train = tvs.stl10(cfg, "train")
-    assert len(train) == 3 and train.labels.tolist() == [0, 1, 2] and train.image_size == 96
-    assert train.mean == (0.4406, 0.4273, 0.3858) and train.std == (0.2312, 0.2265, 0.2237)
+    assert len(train) == 3 and train.labels.tolist() == [0, 1, 2] and train.info.image_size == 96
+    assert train.info.mean == (0.4406, 0.4273, 0.3858) and train.info.std == (0.2312, 0.2265, 0.2237)
     image = train[1]["image"]
     assert image.shape == (3, 96, 96) and int(image[0, 5, 0]) == 200 and int(image[0, 0, 5]) == 0
     assert int(image[1, 0, 0]) == 1 and train[1]["label"] == 1
@@ -166,8 +166,8 @@ def test_imagenet100_restricts_to_class_file(tmp_path):
     class_file.write_text("n2\nn1\n")
     cfg = folders.ImageNet100Config(root=str(tmp_path / "in"), class_file=str(class_file))
     ds = folders.imagenet100(cfg, "train")
-    assert ds.classes == ["n1", "n2"] and len(ds) == 4 and ds.labels.tolist() == [0, 0, 1, 1]
-    assert ds[3]["image"].size == (8, 8) and ds[3]["label"] == 1 and ds.image_size == 224
+    assert ds.info.classes == ("n1", "n2") and len(ds) == 4 and ds.labels.tolist() == [0, 0, 1, 1]
+    assert ds[3]["image"].size == (8, 8) and ds[3]["label"] == 1 and ds.info.image_size == 224
     assert len(folders.imagenet100(cfg, "test")) == 4
 
 
@@ -211,9 +211,9 @@ def test_tinyimagenet(tmp_path):
     write_tiny(tmp_path)
     cfg = folders.TinyImageNetConfig(root=str(tmp_path))
     train, test = folders.tinyimagenet(cfg, "train"), folders.tinyimagenet(cfg, "test")
-    assert train.classes == ["nB", "nA"] and train.labels.tolist() == [0, 0, 1, 1]
+    assert train.info.classes == ("nB", "nA") and train.labels.tolist() == [0, 0, 1, 1]
     assert test.labels.tolist() == [1, 0, 1] and test[2]["image"].size == (64, 64)
-    assert train.image_size == 64 and train.num_classes == 2
+    assert train.info.image_size == 64 and train.info.num_classes == 2
     (tmp_path / "val" / "images" / "val_1.JPEG").unlink()
     with pytest.raises(DataError) as err:
         folders.tinyimagenet(cfg, "test")
@@ -236,7 +236,7 @@ def test_image_folder_on_error_raise_and_skip(tmp_path, capsys):
     bad.write_bytes(bad.read_bytes()[:30])  # truncated
     cfg = sources.ImageFolderConfig(root=str(tmp_path))
     ds = sources.image_folder(cfg, "train")
-    assert ds.classes == ["a", "b"] and ds.labels.tolist() == [0, 0, 1, 1] and ds.paths[3].endswith("deep/b_1.png")
+    assert ds.info.classes == ("a", "b") and ds.labels.tolist() == [0, 0, 1, 1] and ds.paths[3].endswith("deep/b_1.png")
     with pytest.raises(DataError) as err:
         ds[1]
     assert str(bad) in one_line(err)
@@ -276,7 +276,7 @@ def test_image_folder_priors_by_index_and_file_name(tmp_path):
     np.save(tmp_path / "p.npy", np.arange(8.0).reshape(4, 2))
     cfg = sources.ImageFolderConfig(root=str(tmp_path / "data"), prior_file=str(tmp_path / "p.npy"))
     ds = sources.image_folder(cfg, "train")
-    assert ds[3]["prior"].tolist() == [6.0, 7.0] and ds.classes == ["a", "b"] and "prior" in ds.description
+    assert ds[3]["prior"].tolist() == [6.0, 7.0] and ds.info.classes == ("a", "b") and "prior" in ds.info.description
     file = tmp_path / "p.csv"
     file.write_text("name,value\nb/deep/b_1.png,4\na_0.png,1\na/a_1.png,2\nb_0.png,3\n")
     ds = sources.image_folder(dataclasses.replace(cfg, prior_file=str(file), prior_key="filename"), "train")
@@ -307,7 +307,7 @@ def test_image_folder_layout_errors_are_one_line(tmp_path):
     (tmp_path / "odd").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "odd" / "x.img", format="PNG")
     ds = sources.image_folder(sources.ImageFolderConfig(root=str(tmp_path / "odd"), extensions=["IMG"]), "train")
-    assert len(ds) == 1 and ds.image_size == 8
+    assert len(ds) == 1 and ds.info.image_size == 8
 
 
 def test_training_reports_skipped_images_at_the_end(tmp_path, capsys):
@@ -345,8 +345,8 @@ def test_hf_save_to_disk(tmp_path):
     train = hf.hf(cfg, "train")
     item = train[3]
     assert item["image"].mode == "RGB" and item["image"].getpixel((0, 0)) == (60, 0, 0)
-    assert item["label"] == 1 and train.classes == ["x", "y"] and train.labels.dtype == np.int64
-    assert item["prior"].tolist() == [3.0, 1.0] and train.image_size == 6
+    assert item["label"] == 1 and train.info.classes == ("x", "y") and train.labels.dtype == np.int64
+    assert item["prior"].tolist() == [3.0, 1.0] and train.info.image_size == 6
     test = hf.hf(cfg, "test")
     assert len(test) == 2 and "prior" not in test[0]  # prior_split = "train"
     with pytest.raises(DataError) as err:
@@ -363,7 +363,7 @@ def test_hf_parquet_data_files_and_streaming(tmp_path):
     cfg = hf.HFConfig(path="parquet", data_files={"train": str(tmp_path / "train.parquet")},
                       cache_dir=str(tmp_path / "cache"))
     loaded = hf.hf(cfg, "train")
-    assert len(loaded) == 3 and loaded.classes == ["cat", "dog"] and loaded.labels.tolist() == [0, 1, 0]
+    assert len(loaded) == 3 and loaded.info.classes == ("cat", "dog") and loaded.labels.tolist() == [0, 1, 0]
     unlabelled = hf.hf(dataclasses.replace(cfg, label_column=""), "train")
     assert unlabelled.labels is None and "label" not in unlabelled[0]
     with pytest.raises(DataError) as err:
@@ -387,7 +387,7 @@ def test_prior_npy_and_safetensors(tmp_path, small_cifar):
     np.save(tmp_path / "p.npy", np.arange(20, dtype=np.float64).reshape(10, 2))
     ds = tvs.cifar10(dataclasses.replace(small_cifar, prior_file=str(tmp_path / "p.npy")), "train")
     assert ds[4]["prior"].tolist() == [8.0, 9.0] and ds[4]["prior"].dtype == torch.float32
-    assert ds.labels is not None and ds.num_classes == 10 and "prior" in ds.description
+    assert ds.labels is not None and ds.info.num_classes == 10 and "prior" in ds.info.description
     assert "prior" not in tvs.cifar10(dataclasses.replace(small_cifar, prior_file=str(tmp_path / "p.npy")), "test")[0]
     save_file({"prior": np.ones(10, dtype=np.float32), "other": np.zeros(3, dtype=np.float32)},
               str(tmp_path / "p.safetensors"))
@@ -425,7 +425,7 @@ def test_prior_csv_by_filename(tmp_path):
                                     prior_file=str(file), prior_key="filename")
     ds = folders.imagenet100(cfg, "train")
     assert [float(ds[i]["prior"]) for i in range(4)] == [1.0, 2.0, 3.0, 4.0]
-    assert ds.paths and ds.skipped == set()
+    assert ds.dataset.paths and ds.dataset.skipped == set()  # the image folder under the prior
     file.write_text("a_0.JPEG,1\na_1.JPEG,2\n")
     with pytest.raises(DataError) as err:
         folders.imagenet100(cfg, "train")

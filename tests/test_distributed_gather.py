@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
 from ssl_kit import distributed
@@ -48,6 +49,12 @@ WORKER = textwrap.dedent(
     result["rank_offset"] = distributed.rank_offset(3)
     result["gather_nograd_exact"] = torch.equal(distributed.gather_nograd(x), y.detach())
     result["all_reduce_mean"] = distributed.all_reduce_mean(torch.tensor([float(rank)], dtype=torch.float64)).item()
+
+    # the trainer's collectives: every process gets the same answer
+    result["any_process"] = [distributed.any_process(rank == 1, "cpu"), distributed.any_process(False, "cpu"),
+                             distributed.any_process(torch.tensor([rank == 0, False]), "cpu")]
+    result["mean_over_processes"] = distributed.mean_over_processes(
+        {"a": torch.tensor(float(rank)), "b": torch.tensor(2.0 * rank + 1)}, "cpu")
 
     # unequal row counts: a clear ValueError on every process (none hangs)
     try:
@@ -131,6 +138,7 @@ def test_two_gloo_processes_gather_and_nt_xent_equal_one_process(tmp_path):
         got = json.loads((tmp_path / f"rank{r}.json").read_text())
         assert (got["world_size"], got["rank_fn"], got["rank_offset"]) == (2, r, 3 * r)
         assert got["all_reduce_mean"] == 0.5
+        assert got["any_process"] == [True, False, True] and got["mean_over_processes"] == {"a": 0.5, "b": 2.0}
         assert got["unequal_error"] and "same number of rows" in got["unequal_error"], got
         assert got["dtype"] == "torch.float64"
         gaps = {k: got[k] for k in ("local_vs_single_rows_gap", "mean_loss_gap", "z_grad_gap", "param_grad_gap")}
@@ -148,3 +156,26 @@ def test_single_process_helpers_are_identities():
     assert torch.equal(distributed.all_reduce_mean(x), x)
     z = torch.randn(8, 5, dtype=torch.float64)
     assert nt_xent(z, gather=True).item() == nt_xent(z, gather=False).item()
+
+
+def test_collectives_move_their_tensor_to_the_given_device(monkeypatch):
+    """NCCL refuses CPU tensors: whatever the flag or values are (a bool, a CPU tensor), the tensor
+    handed to the collective is on the device the caller names ("meta" stands for a GPU here)."""
+    seen = []
+
+    class Reduced(Exception):
+        pass
+
+    def all_reduce(tensor, op=None):
+        seen.append(tensor.device)
+        raise Reduced  # a meta tensor has no value to return
+
+    monkeypatch.setattr(distributed, "is_distributed", lambda: True)
+    monkeypatch.setattr(distributed.dist, "all_reduce", all_reduce)
+    calls = [lambda: distributed.any_process(torch.tensor([True, False]), "meta"),
+             lambda: distributed.any_process(False, "meta"),
+             lambda: distributed.mean_over_processes({"loss": torch.tensor(1.0), "acc": torch.tensor(2)}, "meta")]
+    for call in calls:
+        with pytest.raises(Reduced):
+            call()
+    assert seen == [torch.device("meta")] * 3

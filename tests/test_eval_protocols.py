@@ -16,9 +16,9 @@ from ssl_kit.data.sources import TensorImages
 from ssl_kit.errors import UserError
 from ssl_kit.eval.features import extract_features, feature_module
 from ssl_kit.eval.linear_torch import train_linear_probe
-from ssl_kit.eval.online import OnlineProbe, num_classes
+from ssl_kit.eval.online import OnlineProbe
 from ssl_kit.recipe import load_recipe
-from ssl_kit.trainer import train
+from ssl_kit import train
 
 FAKE = """
 [method]
@@ -95,7 +95,7 @@ def test_label_free_data_trains_without_probe_and_skips_evaluation(tmp_path):
     results, run_dir = run(tmp_path, "free", "data.labelled=false")
     assert not any("online_probe_loss" in r for r in log_of(run_dir))
     assert "no labels" in results["note"]
-    assert num_classes(TensorImages(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), None, num_classes=3)) is None
+    assert TensorImages(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), None, num_classes=3).info.num_classes is None
 
 
 # --- the torch linear probe --------------------------------------------------------------------

@@ -15,10 +15,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import ssl_kit
-from ssl_kit import hub
+from ssl_kit import commands, hub, loading, train
+from ssl_kit import export as export_mod
 from ssl_kit.errors import CheckpointError, UserError
 from ssl_kit.recipe import load_recipe
-from ssl_kit.trainer import train
 
 COMMON = """
 [method]
@@ -109,7 +109,7 @@ def fake_hub(monkeypatch, folder: Path, tmp_path: Path, calls: list | None = Non
 
 
 def run_blocks(card: str) -> list[dict]:
-    blocks = hub.code_blocks(card)
+    blocks = export_mod.code_blocks(card)
     assert blocks, "the card has no python code"
     spaces = []
     for code in blocks:
@@ -191,7 +191,8 @@ def test_from_pretrained_repo_id_downloads_three_files(runs, monkeypatch, tmp_pa
 def test_load_method_loads_the_whole_method_strictly(runs, tmp_path):
     run = runs("convnet")
     method = hub.load_method(run / "export")
-    newest = load_file(str(run / "checkpoints" / "step_2" / "model.safetensors"))
+    checkpoint = load_file(str(run / "checkpoints" / "step_2" / "model.safetensors"))
+    newest = {k: v for k, v in checkpoint.items() if not k.startswith("online_probe.")}  # the probe is not the method's
     assert set(method.state_dict()) == set(newest)
     assert any(k.startswith("projector.") for k in newest)
     assert all(torch.equal(newest[k], v) for k, v in method.state_dict().items())
@@ -205,7 +206,7 @@ def test_load_method_loads_the_whole_method_strictly(runs, tmp_path):
 
 def test_cmd_export_rebuilds_the_evaluated_encoder_from_the_newest_checkpoint(runs, tmp_path, capsys):
     run = runs("convnet")
-    out = hub.cmd_export(run, tmp_path / "again")
+    out = commands.export(run, tmp_path / "again")
     assert "exported step_2" in capsys.readouterr().out
     trained = load_file(str(run / "export" / "model.safetensors"))
     again = load_file(str(out / "model.safetensors"))
@@ -214,7 +215,7 @@ def test_cmd_export_rebuilds_the_evaluated_encoder_from_the_newest_checkpoint(ru
     assert (out / "method.safetensors").exists()  # the run's recipe says [hub] full_method = true
     assert set(json.loads((out / "config.json").read_text())["sha256"]) == {"model.safetensors", "method.safetensors"}
     with pytest.raises(UserError, match="not a run directory"):
-        hub.cmd_export(tmp_path)
+        commands.export(tmp_path)
 
 
 # --- without ssl_kit ---------------------------------------------------------------------------
@@ -245,7 +246,7 @@ def test_cifar_stem_card_lines_run_and_match(runs, monkeypatch, tmp_path):
     assert torch.allclose(features(tv["model"], 16), reference, atol=1e-6)
     # the card as uploaded (MODEL = repo id) runs too, downloading from the (faked) Hub
     fake_hub(monkeypatch, export, tmp_path)
-    uploaded = hub._card_for_repo(export, REPO).decode()
+    uploaded = export_mod.card_for_repo(export, REPO).decode()
     assert f'MODEL = "{REPO}"' in uploaded and str(export.resolve()) not in uploaded.split("## Recipe")[0]
     for space in run_blocks(uploaded):
         model = space.get("model", space.get("encoder"))
@@ -322,7 +323,7 @@ def hub_server(monkeypatch):
 
 def test_push_to_hub_uploads_the_export_through_the_real_client(runs, hub_server, capsys):
     run = runs("resnet_cifar")
-    url = hub.cmd_push(run, REPO, private=True, create_pr=True)
+    url = commands.push(run, REPO, private=True, create_pr=True)
     assert url == f"https://huggingface.co/{REPO}/discussions/1"
     posts = hub_server.posts()
     create = next(r for r in hub_server.requests if r.url.path == "/api/repos/create")
@@ -386,19 +387,19 @@ def test_pickle_files_are_refused_unless_allowed_and_then_weights_only(tmp_path)
         path = tmp_path / f"copy{suffix}"
         shutil.copy(plain, path)
         with pytest.raises(CheckpointError, match="pickle-based.*allow_pickle=True"):
-            hub.load_legacy_weights(path)
-    assert torch.equal(hub.load_legacy_weights(plain, allow_pickle=True)["w"], torch.ones(2))
+            loading.load_legacy_weights(path)
+    assert torch.equal(loading.load_legacy_weights(plain, allow_pickle=True)["w"], torch.ones(2))
     evil = tmp_path / "evil.pth"
     with open(evil, "wb") as f:
         pickle.dump({"w": Evil()}, f, protocol=2)
     marker = Path("/tmp/ssl_kit_pwned_by_test")
     marker.unlink(missing_ok=True)
     with pytest.raises(CheckpointError, match="weights_only=True"):
-        hub.load_legacy_weights(evil, allow_pickle=True)
+        loading.load_legacy_weights(evil, allow_pickle=True)
     assert not marker.exists()
     safe = tmp_path / "w.safetensors"
     save_file({"w": torch.ones(3)}, str(safe))
-    assert torch.equal(hub.load_legacy_weights(safe)["w"], torch.ones(3))
+    assert torch.equal(loading.load_legacy_weights(safe)["w"], torch.ones(3))
 
 
 def test_truncated_or_tampered_safetensors_give_a_clear_error(runs, tmp_path):
@@ -431,22 +432,23 @@ def test_truncated_or_tampered_safetensors_give_a_clear_error(runs, tmp_path):
         hub.from_pretrained(flipped)
 
     with pytest.raises(CheckpointError, match="truncated or corrupted"):
-        hub.load_legacy_weights(truncated / "model.safetensors")
+        loading.load_legacy_weights(truncated / "model.safetensors")
 
 
 # --- wiring: training, public API, CLI ---------------------------------------------------------
 def knn_on_export(run: Path, export: Path) -> dict:
     """The run's k-NN protocol on features of ``from_pretrained(export)``, extracted with the
     run's evaluation transform: what results.json reports for the trained encoder."""
+    from ssl_kit.build import build, build_dataset
+    from ssl_kit.data.presets import eval_transform
     from ssl_kit.eval.features import extract_features
     from ssl_kit.plugins import get_registry
-    from ssl_kit.trainer import build_dataset, build_method, eval_transform, view_spec
 
     recipe = load_recipe(str(run / "recipe.toml"))
     encoder = ssl_kit.from_pretrained(export)
-    train_set = build_dataset(recipe, recipe.eval.train_split)
-    test_set = build_dataset(recipe, recipe.eval.test_split)
-    transform = eval_transform(train_set, view_spec(build_method(recipe, 3), recipe))
+    parts = build(recipe, recipe.eval.train_split)
+    train_set, test_set = parts.dataset, build_dataset(recipe, recipe.eval.test_split)
+    transform = eval_transform(parts.info, parts.views)
     train_f, train_y = extract_features(encoder, train_set, transform, recipe.eval.batch_size)
     test_f, test_y = extract_features(encoder, test_set, transform, recipe.eval.batch_size)
     knn = get_registry().get("evaluators", "knn").factory(recipe.evaluators["knn"])

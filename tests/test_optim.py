@@ -7,21 +7,22 @@ import torch
 from timm.optim import Lars
 from torch import nn
 
+from ssl_kit.build import build_optimizer, lr_factor, param_groups
+from ssl_kit.methods.base import Method
 from ssl_kit.recipe import OptimConfig
-from ssl_kit.trainer import build_optimizer, lr_factor, param_groups
 
 
-class Net(nn.Module):
+class Net(Method):
     def __init__(self):
-        super().__init__()
+        super().__init__(nn.Identity())
         self.conv = nn.Conv2d(3, 4, 3)
         self.bn = nn.BatchNorm2d(4)
         self.fc = nn.Linear(4, 2)
 
 
-class FakeRecipe:
-    def __init__(self, **kw):
-        self.optim = OptimConfig(lr_scaling="none", **kw)
+def optimizer(net, **kw):
+    cfg = OptimConfig(lr_scaling="none", **kw)
+    return build_optimizer(param_groups(net, cfg.weight_decay, cfg.exclude_bias_norm), cfg, lr=cfg.lr)
 
 
 def test_biases_and_norms_get_no_weight_decay():
@@ -43,7 +44,7 @@ def test_method_param_groups_take_precedence():
 @pytest.mark.parametrize("name,cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
                                       ("adamw", torch.optim.AdamW), ("lars", Lars)])
 def test_optimizers(name, cls):
-    opt = build_optimizer(Net(), FakeRecipe(lr=0.3, name=name, weight_decay=1e-4), lr=0.3)
+    opt = optimizer(Net(), lr=0.3, name=name, weight_decay=1e-4)
     assert isinstance(opt, cls)
     assert opt.param_groups[0]["weight_decay"] == 1e-4 and opt.param_groups[1]["weight_decay"] == 0.0
 
@@ -51,7 +52,7 @@ def test_optimizers(name, cls):
 def test_lars_does_not_adapt_excluded_parameters():
     """timm's Lars adapts only groups with weight decay: biases and norms follow plain SGD."""
     net = Net()
-    opt = build_optimizer(net, FakeRecipe(lr=0.1, name="lars", weight_decay=1e-4, momentum=0.0), lr=0.1)
+    opt = optimizer(net, lr=0.1, name="lars", weight_decay=1e-4, momentum=0.0)
     for p in net.parameters():
         p.grad = torch.ones_like(p)
     before = net.fc.bias.detach().clone()

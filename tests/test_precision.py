@@ -7,7 +7,8 @@ import torch
 
 from ssl_kit.losses import nt_xent
 from ssl_kit.recipe import load_recipe
-from ssl_kit.trainer import resolve_precision, train
+from ssl_kit import train
+from ssl_kit.trainer import resolve_precision
 
 RECIPE = """
 [method]

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from ssl_kit.errors import RecipeError, UserError
-from ssl_kit.recipe import dumps_toml, load_recipe, parse_override
+from ssl_kit.io import dumps_toml
+from ssl_kit.recipe import load_recipe, parse_override
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "recipes" / "quickstart.toml")
@@ -142,15 +143,14 @@ def test_extends_with_another_component_replaces_that_table(tmp_path):
 
 
 def test_pointer_file_runs_the_plugin_recipe_of_its_name_and_is_not_registered_itself(tmp_path):
-    from ssl_kit.builtin import _is_pointer
-    from ssl_kit.plugins import hookimpl
+    from ssl_kit.hooks import hookimpl, is_pointer
     from ssl_kit.testing import temporary_plugin
 
     plugin_recipe = write(tmp_path, MINIMAL + "[train]\nepochs = 4\n", "pointed.toml")
     clone = tmp_path / "clone"
     clone.mkdir()
     pointer = write(clone, 'extends = "pointed"\ndescription = "pip install -e plugins/x"\n', "pointed.toml")
-    assert _is_pointer(Path(pointer)) and not _is_pointer(Path(plugin_recipe))
+    assert is_pointer(Path(pointer)) and not is_pointer(Path(plugin_recipe))
     with pytest.raises(RecipeError, match=r"points at recipe 'pointed', which no installed plugin registers: pip install -e plugins/x"):
         load_recipe(pointer)
 
@@ -165,10 +165,10 @@ def test_pointer_file_runs_the_plugin_recipe_of_its_name_and_is_not_registered_i
 
 
 def test_the_clone_recipes_folder_registers_no_pointer():
-    from ssl_kit.builtin import _is_pointer
+    from ssl_kit.hooks import is_pointer
     from ssl_kit.plugins import get_registry
 
     registry = get_registry()
     for path in (ROOT / "recipes").glob("*.toml"):
-        if _is_pointer(path) and path.stem in registry.names("recipes"):
+        if is_pointer(path) and path.stem in registry.names("recipes"):
             assert Path(registry.get("recipes", path.stem).factory).resolve() != path.resolve()

@@ -8,10 +8,11 @@ import torch
 from safetensors.torch import load_file
 
 from ssl_kit import hookimpl
+from ssl_kit.build import build
 from ssl_kit.methods.simclr import SimCLR, SimCLRConfig
 from ssl_kit.recipe import load_recipe
 from ssl_kit.testing import temporary_plugin
-from ssl_kit.trainer import train
+from ssl_kit import train
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = """
@@ -64,9 +65,7 @@ def test_training_changes_weights_and_gradients_reach_the_backbone(tmp_path):
     (tmp_path / "fake.toml").write_text(FAKE)
     recipe = load_recipe(str(tmp_path / "fake.toml"), [f"train.output_dir={tmp_path / 'run'}", "eval.enabled=false"])
     train(recipe)
-    from ssl_kit.trainer import build_method
-
-    initial = build_method(recipe, 3).state_dict()
+    initial = build(recipe).method.state_dict()
     final = load_file(str(tmp_path / "run" / "checkpoints" / "step_3" / "model.safetensors"))
     changed = [k for k in initial if initial[k].is_floating_point() and not torch.equal(initial[k], final[k])]
     assert any(k.startswith("backbone.") for k in changed) and any(k.startswith("projector.") for k in changed)
@@ -107,8 +106,8 @@ def test_short_quickstart_learns_and_flipped_loss_does_not(tmp_path):
 
 
 def test_export_loads_and_bad_exports_give_clear_errors(tmp_path):
-    from ssl_kit.checkpoint import load_encoder
     from ssl_kit.errors import CheckpointError
+    from ssl_kit.loading import load_encoder
 
     (tmp_path / "fake.toml").write_text(FAKE)
     train(load_recipe(str(tmp_path / "fake.toml"), [f"train.output_dir={tmp_path / 'run'}", "eval.enabled=false"]))

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,10 +12,11 @@ from safetensors.torch import load_file
 from ssl_kit.testing import need
 from ssl_kit import hookimpl
 from ssl_kit.errors import UserError
+from ssl_kit.methods.moco import MoCo, MoCoConfig
 from ssl_kit.methods.simclr import SimCLR, SimCLRConfig
 from ssl_kit.recipe import load_recipe
 from ssl_kit.testing import temporary_plugin
-from ssl_kit.trainer import train
+from ssl_kit import train
 
 RECIPE = """
 [method]
@@ -89,6 +91,39 @@ def test_skip_nonfinite_counts_and_skips_the_step(tmp_path):
     assert all(torch.isfinite(w).all() for w in final.values())
 
 
+class NaNMoCoAtStep3(MoCo):
+    calls = 0
+
+    def forward(self, batch):
+        out = super().forward(batch)
+        NaNMoCoAtStep3.calls += 1
+        return {**out, "loss": out["loss"] * math.nan} if NaNMoCoAtStep3.calls == 3 else out
+
+
+class NaNMoCoPlugin:
+    @hookimpl
+    def register_methods(self, register):
+        register("mocov2plus_nan", NaNMoCoAtStep3, config=MoCoConfig)
+
+
+def test_a_skipped_step_leaves_mocos_queue_and_key_encoder_as_they_were(tmp_path):
+    NaNMoCoAtStep3.calls = 0
+    contract = Path(__file__).parent / "contract" / "mocov2plus.toml"
+    with temporary_plugin(NaNMoCoPlugin(), "nan-moco"):
+        results = train(load_recipe(str(contract), [
+            f"train.output_dir={tmp_path}", "method.name=mocov2plus_nan", "method.queue_size=64", "train.max_steps=3",
+            "train.skip_nonfinite=true", "train.checkpoint_every=1", "train.keep_checkpoints=3", "train.progress=false",
+            "eval.enabled=false", "train.export=false"]))
+    assert results["skipped_nonfinite"] == 1
+    step = [load_file(str(tmp_path / "checkpoints" / f"step_{k}" / "model.safetensors")) for k in (1, 2, 3)]
+    assert int(step[1]["queue.pointer"]) == 32 and not torch.equal(step[0]["queue.queue"], step[1]["queue.queue"])
+    batch_norm_statistics = ("running_mean", "running_var", "num_batches_tracked")  # move in every forward
+    kept = [k for k in step[2] if k.startswith(("queue.", "key_encoder.")) and not k.endswith(batch_norm_statistics)]
+    assert "key_encoder.momentum" in kept and "queue.queue" in kept
+    for key in kept:
+        assert torch.equal(step[1][key], step[2][key]), key  # step 3 was skipped: nothing enqueued, no EMA update
+
+
 def test_tensorboard_tracker_writes_events(tmp_path):
     need("tensorboard")
     train(recipe(tmp_path, "train.trackers=['tensorboard']", "train.epochs=1"))
@@ -127,18 +162,18 @@ def test_deterministic_and_channels_last_runs_match_the_default_run(tmp_path):
 def test_gradient_accumulation_averages_the_micro_batch_gradients(tmp_path):
     """What holds: k micro-batches of B give the mean of their k gradients (one optimizer step).
     What does not: it is not one batch of kB for a contrastive loss (other negatives)."""
-    from ssl_kit.data.views import EpochBatchSampler
-    from ssl_kit.trainer import build_dataset, build_method, build_view_dataset, view_spec
+    from ssl_kit.build import build, build_views
+    from ssl_kit.data.sampler import EpochBatchSampler
 
     overrides = ["train.max_steps=1", "optim.momentum=0.0", "train.checkpoint_every=0"]
     r = recipe(tmp_path / "acc", "train.grad_accumulation=2", *overrides)
     train(r)
     accumulated = load_file(str(tmp_path / "acc" / "run" / "checkpoints" / "step_1" / "model.safetensors"))
 
-    dataset = build_dataset(r, "train")
-    method = build_method(r, 3)
-    views = build_view_dataset(dataset, view_spec(method, r), r.train.seed)
-    sampler = EpochBatchSampler(len(dataset), 8, r.train.seed, r.train.epochs)
+    parts = build(r)
+    method = parts.method
+    views = build_views(parts)
+    sampler = EpochBatchSampler(len(parts.dataset), 8, r.train.seed, r.train.epochs)
     loader = torch.utils.data.DataLoader(views, batch_sampler=sampler)
     optimizer = torch.optim.SGD(method.parameters(), lr=r.optim.lr)
     for _, batch in zip(range(2), loader):

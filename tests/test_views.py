@@ -8,20 +8,22 @@ from torchvision.transforms import v2
 from ssl_kit.cli import main
 from ssl_kit.data import torchvision_sources as tvs
 from ssl_kit.data.sources import FakeConfig, TensorImages, fake
-from ssl_kit.data.views import (
-    BUILTIN_PRESETS,
-    EpochBatchSampler,
-    MultiViewDataset,
-    SampleKey,
-    SharedTransform,
-    ViewContext,
-    ViewSpec,
-    mix_seed,
-)
+from ssl_kit.data.presets import BUILTIN_PRESETS
+from ssl_kit.data.sampler import EpochBatchSampler
+from ssl_kit.data.views import MultiViewDataset, SampleKey, SharedTransform, multi_view, mix_seed
 from ssl_kit.errors import UserError
-from ssl_kit.trainer import build_view_dataset
+from ssl_kit.plugins import get_registry
+from ssl_kit.spec import ViewContext, ViewSpec
 
 GROUPS = ViewSpec(global_views=2, group_views=2, shared_groups=4, preset="care")
+
+
+def build_view_dataset(data, spec, seed, global_batch=None):
+    """The views of ssl_kit.build.build_views, from a dataset and a spec (presets by name)."""
+    registry = get_registry()
+    group = registry.get("view_presets", spec.group_preset, "[views] group_preset:").factory if spec.group_preset else None
+    return multi_view(data, spec, registry.get("view_presets", spec.preset).factory, seed, group_preset=group,
+                      global_batch=global_batch)
 
 
 def loader(num_workers=0, seed=0, world_size=1, rank=0, start_step=0, spec=None, data=None, batch=8, epochs=2):

@@ -9,9 +9,11 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+import torchvision
 from torch import nn
 
 from ssl_kit.config import knob
+from ssl_kit.errors import UserError, did_you_mean
 
 
 # --- torchvision ResNets -----------------------------------------------------------------------
@@ -25,8 +27,6 @@ class ResNetConfig:
 
 def _resnet(depth: int):
     def factory(cfg: ResNetConfig) -> nn.Module:
-        import torchvision
-
         model = getattr(torchvision.models, f"resnet{depth}")(
             weights=None, zero_init_residual=cfg.zero_init_residual
         )
@@ -58,9 +58,7 @@ class TimmConfig:
 
 def timm_backbone(cfg: TimmConfig) -> nn.Module:
     """Any timm model by name, as ``timm.create_model(model, num_classes=0)``."""
-    import timm
-
-    from ssl_kit.errors import UserError, did_you_mean
+    import timm  # heavy to import: only timm backbones need it
 
     known = timm.list_models()
     if ":" not in cfg.model and cfg.model not in known:

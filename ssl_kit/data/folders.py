@@ -18,9 +18,9 @@ from typing import Any, Literal
 import numpy as np
 
 from ssl_kit.config import knob
+from ssl_kit.data.base import IMAGENET_MEAN, IMAGENET_STD, check_split
+from ssl_kit.data.files import IMAGE_EXTENSIONS, ON_ERROR_HELP, FileImages, normalise_extensions, scan_images
 from ssl_kit.data.priors import PriorOptions, with_prior
-from ssl_kit.data.sources import IMAGE_EXTENSIONS, ON_ERROR_HELP, FileImages, _check_split, _extensions, _scan
-from ssl_kit.data.views import IMAGENET_MEAN, IMAGENET_STD
 from ssl_kit.errors import DataError
 
 TINY_MEAN = (0.4802, 0.4481, 0.3975)
@@ -67,7 +67,7 @@ def read_class_file(path: str) -> tuple[list[str], str]:
 
 def imagenet100(cfg: ImageNet100Config, split: str) -> Any:
     """ImageNet restricted to the classes of ``class_file`` (labels: sorted WordNet ids)."""
-    _check_split("imagenet100", split)
+    check_split("imagenet100", split)
     root = Path(cfg.root).expanduser()
     if not root.is_dir():
         raise DataError(f"imagenet100: root '{root}' is not a folder")
@@ -81,11 +81,11 @@ def imagenet100(cfg: ImageNet100Config, split: str) -> Any:
         more = f" (and {len(missing) - 1} more of the {len(wanted)} classes)" if len(missing) > 1 else ""
         raise DataError(f"imagenet100: class folder '{missing[0]}'{more} from {where} is missing in '{folder}'")
     classes = sorted(wanted)
-    extensions = _extensions(cfg.extensions)
+    extensions = normalise_extensions(cfg.extensions)
     paths: list[str] = []
     labels: list[int] = []
     for label, wnid in enumerate(classes):
-        files = _scan(str(folder / wnid), extensions)
+        files = scan_images(str(folder / wnid), extensions)
         if not files:
             raise DataError(f"imagenet100: class folder '{folder / wnid}' holds no images")
         paths += files
@@ -118,7 +118,7 @@ def tinyimagenet(cfg: TinyImageNetConfig, split: str) -> Any:
 
     Labels follow the order of ``wnids.txt``.
     """
-    _check_split("tinyimagenet", split)
+    check_split("tinyimagenet", split)
     root = Path(cfg.root).expanduser()
     if not root.is_dir():
         raise DataError(f"tinyimagenet: root '{root}' is not a folder")
@@ -130,7 +130,7 @@ def tinyimagenet(cfg: TinyImageNetConfig, split: str) -> Any:
     if not classes:
         raise DataError(f"tinyimagenet: '{wnids_file}' lists no classes")
     index = {w: i for i, w in enumerate(classes)}
-    extensions = _extensions(IMAGE_EXTENSIONS)
+    extensions = normalise_extensions(IMAGE_EXTENSIONS)
     paths: list[str] = []
     labels: list[int] = []
     if split == "train":
@@ -139,7 +139,7 @@ def tinyimagenet(cfg: TinyImageNetConfig, split: str) -> Any:
             images = folder / wnid / "images"
             if not images.is_dir():
                 raise DataError(f"tinyimagenet: class '{wnid}' from wnids.txt has no folder '{images}'")
-            files = _scan(str(images), extensions)
+            files = scan_images(str(images), extensions)
             paths += files
             labels += [label] * len(files)
     else:

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from ssl_kit.config import knob
+from ssl_kit.data.base import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, class_count
+from ssl_kit.data.files import to_rgb
 from ssl_kit.data.priors import PriorOptions, with_prior
-from ssl_kit.data.sources import to_rgb
-from ssl_kit.data.views import IMAGENET_MEAN, IMAGENET_STD
-from ssl_kit.errors import DataError
+from ssl_kit.errors import DataError, one_line
+from ssl_kit.spec import DatasetInfo
 
 
 @dataclasses.dataclass
@@ -49,10 +50,6 @@ class HFConfig(PriorOptions):
     std: list[float] = knob(list(IMAGENET_STD), "per-channel std of [0, 1] pixels")
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
-
-
 def _looks_local(path: str) -> bool:
     return path.startswith(("/", "./", "../", "~", ".\\", "..\\")) or os.path.isabs(path)
 
@@ -66,7 +63,7 @@ def _load(cfg: HFConfig, split_name: str) -> Any:
         try:
             loaded = datasets.load_from_disk(str(local))
         except FileNotFoundError as err:
-            raise DataError(f"{where}: not a save_to_disk folder ({_one_line(err)})") from None
+            raise DataError(f"{where}: not a save_to_disk folder ({one_line(err)})") from None
         if isinstance(loaded, datasets.DatasetDict):
             if split_name not in loaded:
                 raise DataError(
@@ -91,17 +88,17 @@ def _load(cfg: HFConfig, split_name: str) -> Any:
             cache_dir=cfg.cache_dir or None,
         )
     except ValueError as err:  # unknown split, bad data_files
-        raise DataError(f"{where} (split '{split_name}'): {_one_line(err)}") from None
+        raise DataError(f"{where} (split '{split_name}'): {one_line(err)}") from None
     except (ConnectionError, OSError, FileNotFoundError) as err:
         raise DataError(
-            f"{where}: cannot load split '{split_name}' ({type(err).__name__}: {_one_line(err)}); offline, use a "
+            f"{where}: cannot load split '{split_name}' ({type(err).__name__}: {one_line(err)}); offline, use a "
             "save_to_disk folder or data_files"
         ) from None
     except Exception as err:  # datasets raises its own exception types (DatasetNotFoundError...)
-        raise DataError(f"{where}: cannot load split '{split_name}' ({type(err).__name__}: {_one_line(err)})") from None
+        raise DataError(f"{where}: cannot load split '{split_name}' ({type(err).__name__}: {one_line(err)})") from None
 
 
-class HFImages(torch.utils.data.Dataset):
+class HFImages(ImageDataset):
     """Items from a ``datasets.Dataset``: image (PIL, RGB), index, label, prior."""
 
     def __init__(self, ds: Any, cfg: HFConfig, split_name: str, use_prior: bool = True) -> None:
@@ -122,40 +119,49 @@ class HFImages(torch.utils.data.Dataset):
                 ds = ds.cast_column(cfg.image_column, datasets.Image())
             except Exception as err:
                 raise DataError(
-                    f"{where}: column '{cfg.image_column}' is {type(feature).__name__}, not images ({_one_line(err)})"
+                    f"{where}: column '{cfg.image_column}' is {type(feature).__name__}, not images ({one_line(err)})"
                 ) from None
         self.image_column = cfg.image_column
         self.ds = ds.select_columns([cfg.image_column])
         self.labels: np.ndarray | None = None
-        self.classes: list[str] | None = None
+        classes: list[str] | None = None
         if cfg.label_column:
-            self._read_labels(ds, cfg.label_column, where)
+            self.labels, classes = self._read_labels(ds, cfg.label_column, where)
         self.priors: torch.Tensor | None = None
         if cfg.prior_column and use_prior:
             self._read_priors(ds, cfg.prior_column, where)
         if len(self.ds) == 0:
             raise DataError(f"{where} has no rows")
-        self.channels = 3
-        self.mean, self.std = tuple(cfg.mean), tuple(cfg.std)
-        self.image_size = cfg.image_size or self._image(0).size[0]
-        kind = f"{self.num_classes} classes" if self.labels is not None else "no labels"
-        self.description = f"{where} ({len(self.ds)} images, {kind})"
+        num_classes = class_count(self.labels, len(classes) if classes else None)
+        self.info = DatasetInfo(
+            channels=3,
+            image_size=cfg.image_size or self._image(0).size[0],
+            mean=tuple(cfg.mean),
+            std=tuple(cfg.std),
+            num_classes=num_classes,
+            classes=tuple(classes) if classes else None,
+            description=f"{where} ({len(self.ds)} images, "
+            + (f"{num_classes} classes)" if num_classes is not None else "no labels)"),
+        )
 
-    def _read_labels(self, ds: Any, column: str, where: str) -> None:
+    @staticmethod
+    def _read_labels(ds: Any, column: str, where: str) -> tuple[np.ndarray, list[str] | None]:
+        """The label column as int64 labels, and the class names when the column has them."""
         import datasets
 
         feature = ds.features[column]
         values = ds.select_columns([column]).with_format("numpy")[column]
         values = np.asarray(values)
+        classes = None
         if isinstance(feature, datasets.ClassLabel):
-            self.classes = list(feature.names)
+            classes = list(feature.names)
             labels = values.astype(np.int64)
         elif values.dtype.kind in "iu":
             labels = values.astype(np.int64)
         elif values.dtype.kind in "USO":
             names = sorted({str(v) for v in values})
             lookup = {n: i for i, n in enumerate(names)}
-            self.classes = names
+            classes = names
             labels = np.asarray([lookup[str(v)] for v in values], dtype=np.int64)
         else:
             raise DataError(f"{where}: label column '{column}' holds {values.dtype} values, not integers or names")
@@ -163,14 +169,13 @@ class HFImages(torch.utils.data.Dataset):
             raise DataError(
                 f"{where}: label column '{column}' has negative labels (unlabelled rows?); set data.label_column = ''"
             )
-        self.labels = labels
-        self.num_classes = len(self.classes) if self.classes else int(labels.max()) + 1 if len(labels) else 0
+        return labels, classes
 
     def _read_priors(self, ds: Any, column: str, where: str) -> None:
         try:
             values = np.asarray(ds.select_columns([column]).with_format("numpy")[column], dtype=np.float32)
         except (ValueError, TypeError) as err:
-            raise DataError(f"{where}: prior column '{column}' is not numeric or rows differ in length ({_one_line(err)})") from None
+            raise DataError(f"{where}: prior column '{column}' is not numeric or rows differ in length ({one_line(err)})") from None
         if values.ndim == 1:
             values = values[:, None]
         if values.ndim != 2:
@@ -188,7 +193,7 @@ class HFImages(torch.utils.data.Dataset):
             image = self.ds[index][self.image_column]
             return to_rgb(image)
         except (OSError, ValueError, SyntaxError, AttributeError) as err:
-            raise DataError(f"{self.where}: cannot decode the image in row {index} ({_one_line(err)})") from None
+            raise DataError(f"{self.where}: cannot decode the image in row {index} ({one_line(err)})") from None
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item: dict[str, Any] = {"image": self._image(index), "index": index}

@@ -29,8 +29,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
 
 from ssl_kit.config import knob
+from ssl_kit.data.base import ImageDataset
+from ssl_kit.data.files import FileImages
 from ssl_kit.errors import DataError
 
 
@@ -45,25 +49,20 @@ class PriorOptions:
     prior_split: str = knob("train", "the split that gets the prior (other splits load without it)")
 
 
-class WithPrior(torch.utils.data.Dataset):
-    """A dataset whose items get ``"prior"``: row ``item["index"]`` of ``priors`` (N, P) float32.
+class WithPrior(ImageDataset):
+    """``dataset`` whose items get ``"prior"``: row ``item["index"]`` of ``priors`` (N, P) float32.
+    Its labels and info are the wrapped dataset's (the description names the prior too)."""
 
-    Every other attribute (``labels``, ``mean``, ``paths``...) is the wrapped dataset's.
-    """
-
-    def __init__(self, dataset: Any, priors: torch.Tensor, source: str) -> None:
+    def __init__(self, dataset: ImageDataset, priors: torch.Tensor, source: str) -> None:
         self.dataset = dataset
         self.priors = priors
         self.prior_source = source
-        base = getattr(dataset, "description", None)
-        if base is not None:
-            self.description = f"{base}, prior {source} ({priors.shape[1]} values per image)"
+        self.labels = dataset.labels
+        description = f"{dataset.info.description}, prior {source} ({priors.shape[1]} values per image)"
+        self.info = dataclasses.replace(dataset.info, description=description)
 
-    def __getattr__(self, name: str) -> Any:
-        # Called only for attributes not found normally; guard against recursion while unpickling.
-        if name == "dataset" or name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.__dict__["dataset"] if "dataset" in self.__dict__ else None, name)
+    def skip_report(self) -> str:
+        return self.dataset.skip_report()
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -74,19 +73,17 @@ class WithPrior(torch.utils.data.Dataset):
         return item
 
 
-def with_prior(dataset: Any, cfg: Any, split: str) -> Any:
+def with_prior(dataset: ImageDataset, cfg: PriorOptions, split: str) -> ImageDataset:
     """``dataset`` with ``item["prior"]`` from ``cfg.prior_file``, or ``dataset`` unchanged.
 
     Unchanged when ``cfg`` has no (or an empty) ``prior_file`` or ``split`` is not
     ``cfg.prior_split``. Raises :class:`DataError` for a bad file (wrong length, missing keys,
     non-numeric cells), naming the file.
     """
-    prior_file = getattr(cfg, "prior_file", "")
-    if not prior_file or split != getattr(cfg, "prior_split", "train"):
+    if not cfg.prior_file or split != cfg.prior_split:
         return dataset
-    path = Path(prior_file).expanduser()
-    key = getattr(cfg, "prior_key", "index")
-    priors = load_prior_file(path, dataset, key)
+    path = Path(cfg.prior_file).expanduser()
+    priors = load_prior_file(path, dataset, cfg.prior_key)
     return WithPrior(dataset, priors, f"'{path}'")
 
 
@@ -135,9 +132,6 @@ def _read_npy(path: Path) -> np.ndarray:
 
 
 def _read_safetensors(path: Path) -> np.ndarray:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
@@ -204,13 +198,11 @@ def _read_csv(path: Path, dataset: Any, key: str) -> torch.Tensor:
         if extra:
             raise DataError(f"prior file '{path}': index {extra[0]} is out of range (the dataset has {n} images)")
         return out
-    paths = getattr(dataset, "paths", None)
-    if paths is None:
+    if not isinstance(dataset, FileImages):
         raise DataError(
-            f"prior file '{path}': prior_key = 'filename' needs a dataset of image files (with 'paths'); "
-            "use prior_key = 'index'"
+            f"prior file '{path}': prior_key = 'filename' needs a dataset of image files; use prior_key = 'index'"
         )
-    root = getattr(dataset, "root_folder", None) or getattr(dataset, "folder", None)
+    paths, root = dataset.paths, dataset.root_folder
     names = [os.path.basename(p) for p in paths]
     counts: dict[str, int] = {}
     for b in names:

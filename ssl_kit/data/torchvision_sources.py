@@ -26,11 +26,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torchvision import datasets
+from torchvision.datasets.utils import check_integrity
 
 from ssl_kit.config import knob
+from ssl_kit.data.base import ImageDataset, check_split
 from ssl_kit.data.priors import PriorOptions, with_prior
-from ssl_kit.data.sources import _check_split
 from ssl_kit.errors import DataError
+from ssl_kit.spec import DatasetInfo
 
 DEFAULT_ROOT = "~/.cache/ssl_kit/data"
 
@@ -47,20 +50,17 @@ class TorchvisionConfig(PriorOptions):
     check_integrity: bool = knob(False, "verify torchvision's md5 checksum of every file before reading")
 
 
-class ArrayImages(torch.utils.data.Dataset):
+class ArrayImages(ImageDataset):
     """uint8 images (N, 3, H, W) from an in-memory array or a lazily opened memory map."""
 
-    def __init__(self, images: np.ndarray | None, labels: np.ndarray | None, *, mmaps: list[tuple[str, int]] | None = None,
-                 image_size: int, **attrs: Any) -> None:
+    def __init__(self, images: np.ndarray | None, labels: np.ndarray | None, info: DatasetInfo, *,
+                 mmaps: list[tuple[str, int]] | None = None) -> None:
         self._images = images
         self._mmaps = mmaps  # (file, number of images) of 96x96 column-major STL-10 binaries
         self._opened: list[np.ndarray] | None = None
         self.labels = labels
-        self.image_size = image_size
-        self.channels = 3
+        self.info = info
         self._n = len(images) if images is not None else sum(n for _, n in mmaps or [])
-        for key, value in attrs.items():
-            setattr(self, key, value)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -74,7 +74,7 @@ class ArrayImages(torch.utils.data.Dataset):
         if self._images is not None:
             return torch.from_numpy(self._images[index])
         if self._opened is None:
-            size = self.image_size
+            size = self.info.image_size
             self._opened = [np.memmap(f, dtype=np.uint8, mode="r", shape=(n, 3, size, size)) for f, n in self._mmaps or []]
         for array in self._opened:
             if index < len(array):
@@ -146,8 +146,6 @@ def _missing_error(name: str, folder: Path, missing: str, cfg: TorchvisionConfig
 
 
 def _download(name: str, cfg: TorchvisionConfig, root: Path) -> None:
-    from torchvision import datasets
-
     try:
         root.mkdir(parents=True, exist_ok=True)
         if name == "stl10":
@@ -164,8 +162,6 @@ def _download(name: str, cfg: TorchvisionConfig, root: Path) -> None:
 
 
 def _verify(name: str, folder: Path, files: list[tuple[str, str]]) -> None:
-    from torchvision.datasets.utils import check_integrity
-
     for file, md5 in files:
         if not check_integrity(str(folder / file), md5):
             raise DataError(
@@ -175,9 +171,7 @@ def _verify(name: str, folder: Path, files: list[tuple[str, str]]) -> None:
 
 
 def _cifar(name: str, cfg: TorchvisionConfig, split: str) -> ArrayImages:
-    from torchvision import datasets
-
-    _check_split(name, split)
+    check_split(name, split)
     tv = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     root = Path(cfg.root).expanduser()
     folder = root / tv.base_folder
@@ -213,16 +207,15 @@ def _cifar(name: str, cfg: TorchvisionConfig, split: str) -> ArrayImages:
     mean, std = (CIFAR10_MEAN, CIFAR10_STD) if name == "cifar10" else (CIFAR100_MEAN, CIFAR100_STD)
     array = np.ascontiguousarray(np.concatenate(images))
     title = "CIFAR-10" if name == "cifar10" else "CIFAR-100"
-    dataset = ArrayImages(
-        array,
-        all_labels,
+    dataset = ArrayImages(array, all_labels, DatasetInfo(
+        channels=3,
         image_size=32,
         mean=mean,
         std=std,
         num_classes=num_classes,
-        classes=classes,
+        classes=tuple(classes),
         description=f"{title} (torchvision python batches) from '{folder}', {split} split ({len(array)} images)",
-    )
+    ))
     return with_prior(dataset, cfg, split)
 
 
@@ -238,9 +231,7 @@ def cifar100(cfg: TorchvisionConfig, split: str) -> Any:
 
 def stl10(cfg: TorchvisionConfig, split: str) -> Any:
     """STL-10 (96 px) from ``root/stl10_binary``; splits train, test, unlabeled, train+unlabeled."""
-    from torchvision import datasets
-
-    _check_split("stl10", split, STL10_SPLITS)
+    check_split("stl10", split, STL10_SPLITS)
     root = Path(cfg.root).expanduser()
     folder = root / datasets.STL10.base_folder
     parts = {"train": ["train"], "test": ["test"], "unlabeled": ["unlabeled"], "train+unlabeled": ["train", "unlabeled"]}[split]
@@ -274,16 +265,15 @@ def stl10(cfg: TorchvisionConfig, split: str) -> Any:
     classes = [c.strip() for c in (folder / "class_names.txt").read_text().splitlines() if c.strip()]
     labelled = "unlabeled" not in parts
     total = sum(n for _, n in mmaps)
-    dataset = ArrayImages(
-        None,
-        np.concatenate(labels) if labelled else None,
-        mmaps=mmaps,
+    info = DatasetInfo(
+        channels=3,
         image_size=96,
         mean=STL10_MEAN,
         std=STL10_STD,
-        num_classes=10,
-        classes=classes,
+        num_classes=10 if labelled else None,
+        classes=tuple(classes) if labelled else None,
         description=f"STL-10 (binary) from '{folder}', {split} split ({total} images"
         f"{'' if labelled else ', no labels'})",
     )
+    dataset = ArrayImages(None, np.concatenate(labels) if labelled else None, info, mmaps=mmaps)
     return with_prior(dataset, cfg, split)

@@ -1,8 +1,8 @@
 """Views: the batch contract between data and methods.
 
-A method declares a :class:`ViewSpec` (how many global and local views, their sizes and crop
-scales, the augmentation preset). The trainer turns dataset items into views and hands the method
-one dict per step::
+A method declares a :class:`~ssl_kit.spec.ViewSpec` (how many global and local views, their sizes
+and crop scales, the augmentation preset). :class:`MultiViewDataset` turns dataset items into views
+and the trainer hands the method one dict per step::
 
     {"global": [Tensor(B, C, H, W), ...],   # global_views tensors
      "local":  [Tensor(B, C, h, w), ...],   # local_views tensors (multi-crop), maybe empty
@@ -28,8 +28,7 @@ different sizes in one group get the same relative box.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -37,166 +36,12 @@ from torch import nn
 from torchvision import transforms as transforms_v1
 from torchvision.transforms import v2
 
-from ssl_kit.config import knob
+from ssl_kit.data.base import ImageDataset
+from ssl_kit.data.presets import build_transform
 from ssl_kit.errors import UserError
+from ssl_kit.spec import ViewContext, ViewSpec
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclasses.dataclass
-class ViewSpec:
-    """The views a method needs; a recipe's ``[views]`` table overrides any field."""
-
-    global_views: int = knob(2, "number of global views per image", min=1)
-    global_size: int | None = knob(None, "global crop size in px (default: the dataset's image size)", min=1)
-    global_scale: tuple[float, float] = knob((0.08, 1.0), "RandomResizedCrop area range of global views", gt=0, max=1)
-    local_views: int = knob(0, "number of local (multi-crop) views per image", min=0)
-    local_size: int | None = knob(None, "local crop size in px (default: 3/7 of global_size)", min=1)
-    local_scale: tuple[float, float] = knob((0.05, 0.4), "RandomResizedCrop area range of local views", gt=0, max=1)
-    preset: str = knob("simclr", "augmentation preset (python -m ssl_kit plugins lists them)")
-    normalize: bool = knob(True, "normalise with the dataset's mean and std after augmentation")
-    group_views: int = knob(
-        0,
-        "extra copies of every image whose augmentation parameters are shared within a group "
-        "(batch['group'], at the global size; CARE uses 2: t1 and t2)",
-        min=0,
-    )
-    shared_groups: int = knob(
-        1,
-        "number of groups the GLOBAL batch ([data] batch_size, which it must divide) is cut into, contiguous "
-        "by position; every image of a group gets the same group-view augmentation, drawn afresh per group and step",
-        min=1,
-    )
-    group_preset: str = knob("", "augmentation preset of the group views ('' = the same as preset)")
-
-    def __post_init__(self) -> None:
-        for name in ("global_scale", "local_scale"):
-            low, high = getattr(self, name)
-            if low > high:
-                raise ValueError(f"key '{name}' must be [low, high] with low <= high, got {[low, high]}")
-
-
-@dataclasses.dataclass(frozen=True)
-class ViewContext:
-    """What a preset factory is told about the view it builds."""
-
-    kind: str  # "global", "local" or "group" (group-shared views, at the global size)
-    view: int  # view number within its kind, from 0
-    size: int  # output size in px
-    scale: tuple[float, float]  # crop area range
-    channels: int  # image channels (1 or 3)
-
-
-def _color_ops(ctx: ViewContext, jitter: tuple[float, float, float, float]) -> list[nn.Module]:
-    if ctx.channels != 3:
-        return []  # colour jitter and grayscale are meaningless on one channel
-    return [v2.RandomApply([v2.ColorJitter(*jitter)], p=0.8), v2.RandomGrayscale(p=0.2)]
-
-
-def _blur(size: int, p: float) -> nn.Module:
-    kernel = max(3, int(0.1 * size) // 2 * 2 + 1)  # odd, about 10% of the image side
-    return v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=p)
-
-
-class ClampUnit(nn.Module):
-    """Clamp float pixels to [0, 1]. Bicubic resampling overshoots at sharp edges (PIL clips its
-    uint8 result; float tensors keep values below 0 and above 1), and colour jitter's hue and
-    saturation steps divide by the largest channel: a pixel whose largest channel is 0 while
-    another is negative becomes NaN."""
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return image.clamp(0.0, 1.0)
-
-
-def _crop(ctx: ViewContext, flip: bool = True) -> list[nn.Module]:
-    ops: list[nn.Module] = [
-        v2.RandomResizedCrop(ctx.size, scale=ctx.scale, interpolation=v2.InterpolationMode.BICUBIC),
-        ClampUnit(),
-    ]
-    return ops + [v2.RandomHorizontalFlip()] if flip else ops
-
-
-def preset_simclr(ctx: ViewContext) -> list[nn.Module]:
-    """solo-learn's symmetric SimCLR augmentation (METHODS.md section 0)."""
-    return _crop(ctx) + _color_ops(ctx, (0.8, 0.8, 0.8, 0.2)) + [_blur(ctx.size, 0.5)]
-
-
-def preset_mocov2(ctx: ViewContext) -> list[nn.Module]:
-    """solo-learn's symmetric_weak preset (MoCo): weaker colour jitter."""
-    return _crop(ctx) + _color_ops(ctx, (0.4, 0.4, 0.4, 0.1)) + [_blur(ctx.size, 0.5)]
-
-
-def preset_byol(ctx: ViewContext) -> list[nn.Module]:
-    """BYOL's asymmetric preset: no blur, solarize (p 0.2) on the second global view only."""
-    ops = _crop(ctx) + _color_ops(ctx, (0.4, 0.4, 0.2, 0.1))
-    if ctx.kind == "global" and ctx.view % 2 == 1:
-        ops.append(v2.RandomSolarize(threshold=0.5, p=0.2))
-    return ops
-
-
-def preset_relic(ctx: ViewContext) -> list[nn.Module]:
-    """ReLIC (METHODS.md section 1): strong jitter, Gaussian blur always, solarize (p 0.2, threshold
-    127/255) on global views only. ReLIC trains without mean/std normalisation (its method sets
-    ``normalize = false``); its recipes set the crop scales (global 0.1-1, local 0.05-1)."""
-    ops = _crop(ctx) + _color_ops(ctx, (0.8, 0.8, 0.8, 0.2)) + [_blur(ctx.size, 1.0)]
-    if ctx.kind == "global":
-        ops.append(v2.RandomSolarize(threshold=127 / 255, p=0.2))
-    return ops
-
-
-def preset_decoupled_uniformity(ctx: ViewContext) -> list[nn.Module]:
-    """Decoupled Uniformity (METHODS.md section 5): SimCLR's jitter, no blur, no solarize."""
-    return _crop(ctx) + _color_ops(ctx, (0.8, 0.8, 0.8, 0.2))
-
-
-def preset_qare(ctx: ViewContext) -> list[nn.Module]:
-    """QARe / SparseCLR (METHODS.md section 4): the same list as Decoupled Uniformity's."""
-    return preset_decoupled_uniformity(ctx)
-
-
-def preset_care(ctx: ViewContext) -> list[nn.Module]:
-    """CARE (METHODS.md section 3), for its InfoNCE views and its group-augmented copies alike:
-    weak jitter, blur with a fixed 3 px kernel at p 0.5."""
-    blur = v2.RandomApply([v2.GaussianBlur(3, sigma=(0.1, 2.0))], p=0.5)
-    return _crop(ctx) + _color_ops(ctx, (0.4, 0.4, 0.4, 0.1)) + [blur]
-
-
-def preset_digits(ctx: ViewContext) -> list[nn.Module]:
-    """Small digit images: resize, mild crops and affine jitter; never flipped (a flipped 2 is
-    not a 2)."""
-    return [
-        v2.Resize(ctx.size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True),
-        v2.RandomResizedCrop(ctx.size, scale=ctx.scale, ratio=(0.8, 1.25), antialias=True),
-        v2.RandomAffine(degrees=10, translate=(0.1, 0.1), shear=10),
-    ]
-
-
-def preset_none(ctx: ViewContext) -> list[nn.Module]:
-    """No augmentation: resize only (also what evaluation uses)."""
-    return [v2.Resize((ctx.size, ctx.size), antialias=True)]
-
-
-BUILTIN_PRESETS: dict[str, Callable[[ViewContext], list[nn.Module]]] = {
-    "simclr": preset_simclr,
-    "mocov2": preset_mocov2,
-    "byol": preset_byol,
-    "relic": preset_relic,
-    "decoupled_uniformity": preset_decoupled_uniformity,
-    "qare": preset_qare,
-    "care": preset_care,
-    "digits": preset_digits,
-    "none": preset_none,
-}
-
-
-def build_transform(
-    ops: list[nn.Module], mean: tuple[float, ...] | None, std: tuple[float, ...] | None
-) -> v2.Compose:
-    """uint8/PIL image -> float tensor in [0, 1] -> ops -> optional normalisation."""
-    head: list[nn.Module] = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
-    tail: list[nn.Module] = [v2.Normalize(mean, std)] if mean is not None and std is not None else []
-    return v2.Compose(head + ops + tail)
+__all__ = ["MultiViewDataset", "SampleKey", "SharedTransform", "ViewContext", "ViewSpec", "mix_seed", "multi_view"]
 
 
 class SharedResizedCrop(nn.Module):
@@ -267,7 +112,7 @@ class MultiViewDataset(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        dataset: Any,
+        dataset: ImageDataset,
         global_transforms: list[Callable],
         local_transforms: list[Callable],
         seed: int,
@@ -332,47 +177,39 @@ class MultiViewDataset(torch.utils.data.Dataset):
         return out
 
 
-class EpochBatchSampler(torch.utils.data.Sampler):
-    """Yields this process's share of every global batch, epoch after epoch.
+Preset = Callable[[ViewContext], list[nn.Module]]
 
-    Epoch ``e`` visits ``randperm(n)`` drawn from ``(seed, e)``; each global batch of
-    ``global_batch`` rows is cut into ``world_size`` contiguous slices and process ``rank`` gets
-    slice ``rank``, so the gathered batch of N processes equals the batch of one process. The last
-    incomplete global batch of an epoch is dropped. ``start_step`` resumes inside an epoch without
-    replaying the batches before it.
-    """
 
-    def __init__(
-        self,
-        num_samples: int,
-        global_batch: int,
-        seed: int,
-        epochs: int,
-        rank: int = 0,
-        world_size: int = 1,
-        start_step: int = 0,
-    ) -> None:
-        if global_batch % world_size:
-            raise ValueError(f"global batch {global_batch} is not divisible by {world_size} processes")
-        self.n, self.global_batch, self.seed, self.epochs = num_samples, global_batch, seed, epochs
-        self.rank, self.world_size, self.start_step = rank, world_size, start_step
-        self.steps_per_epoch = num_samples // global_batch
+def multi_view(
+    dataset: ImageDataset,
+    spec: ViewSpec,
+    preset: Preset,
+    seed: int,
+    *,
+    group_preset: Preset | None = None,
+    global_batch: int | None = None,
+) -> MultiViewDataset:
+    """The views ``spec`` describes of ``dataset``'s items: ``preset`` builds every global and
+    local view (and ``group_preset``, default ``preset``, the group views), normalised with the
+    dataset's mean and std when ``spec.normalize``."""
+    info = dataset.info
+    size, local_size = spec.sizes(info.image_size)
+    mean, std = info.normalisation(spec.normalize)
 
-    def __len__(self) -> int:
-        return max(0, self.steps_per_epoch * self.epochs - self.start_step)
+    def transforms(kind: str, count: int, size: int, scale: tuple[float, float]) -> list[Callable]:
+        return [build_transform(preset(ViewContext(kind, v, size, scale, info.channels)), mean, std) for v in range(count)]
 
-    def __iter__(self) -> Iterator[list[SampleKey]]:
-        local = self.global_batch // self.world_size
-        first_epoch = self.start_step // max(1, self.steps_per_epoch)
-        for epoch in range(first_epoch, self.epochs):
-            g = torch.Generator().manual_seed(mix_seed(self.seed, epoch, 0x5A3))
-            order = torch.randperm(self.n, generator=g).tolist()
-            for b in range(self.steps_per_epoch):
-                step = epoch * self.steps_per_epoch + b
-                if step < self.start_step:
-                    continue
-                lo = b * self.global_batch + self.rank * local
-                yield [
-                    SampleKey(epoch, order[lo + i], step, self.rank * local + i, self.global_batch)
-                    for i in range(local)
-                ]
+    group = []  # group-shared views (CARE); their crops are drawn on a canvas of the image size
+    if spec.group_views:
+        canvas = max(size, info.image_size or size)
+        group = [SharedTransform((group_preset or preset)(ViewContext("group", v, size, spec.global_scale, info.channels)),
+                                 mean, std, canvas) for v in range(spec.group_views)]
+    return MultiViewDataset(
+        dataset,
+        transforms("global", spec.global_views, size, spec.global_scale),
+        transforms("local", spec.local_views, local_size, spec.local_scale),
+        seed,
+        group,
+        spec.shared_groups,
+        global_batch,
+    )

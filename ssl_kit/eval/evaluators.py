@@ -4,8 +4,8 @@ An evaluator is built as ``factory(cfg)``. A feature evaluator is called as
 ``evaluator(train_features, train_labels, test_features, test_labels) -> dict[str, float]`` on
 features from the shared extraction (frozen, eval mode, no augmentation). A model evaluator has
 ``kind = "model"`` and is called as ``evaluator(encoder, train_set, test_set, ctx)`` where ``ctx``
-(:class:`ssl_kit.eval.report.EvalContext`) gives the evaluation ``transform``, an
-``augmentation(preset)`` factory, the ``device`` and the extraction ``batch_size``. Both have
+(:class:`EvalContext`) gives the evaluation ``transform``, an ``augmentation(preset)`` factory,
+the ``device`` and the extraction ``batch_size``. Both have
 ``protocol`` (a human-readable name of what it measures, shown in tables and model cards) and
 ``primary`` (the key of its headline number). Every key names its protocol.
 """
@@ -13,9 +13,23 @@ features from the shared extraction (frozen, eval mode, no augmentation). A mode
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, Literal
 
 from ssl_kit.config import knob
+from ssl_kit.eval.knn import knn_evaluate
+from ssl_kit.eval.linear import linear_probe
+from ssl_kit.eval.linear_torch import train_linear_probe
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalContext:
+    """What model evaluators get besides the encoder and the datasets."""
+
+    transform: Callable  # the un-augmented evaluation transform
+    device: Any
+    batch_size: int  # feature-extraction batch size
+    augmentation: Callable[[str], Callable]  # a registered view preset's name -> a training transform
 
 
 @dataclasses.dataclass
@@ -41,8 +55,6 @@ class KNNEvaluator:
         self.primary = f"knn_{d}_k{k}" + (f"_t{t:g}" if d == "cosine" else "") + "_top1"
 
     def __call__(self, train_features: Any, train_labels: Any, test_features: Any, test_labels: Any) -> dict[str, float]:
-        from ssl_kit.eval.knn import knn_evaluate
-
         return knn_evaluate(
             train_features,
             train_labels,
@@ -78,8 +90,6 @@ class LinearEvaluator:
         self.primary = "linear_calibrated_top1" if cfg.calibrated else "linear_top1"
 
     def __call__(self, train_features: Any, train_labels: Any, test_features: Any, test_labels: Any) -> dict[str, float]:
-        from ssl_kit.eval.linear import linear_probe
-
         return linear_probe(
             train_features,
             train_labels,
@@ -124,9 +134,7 @@ class LinearTorchEvaluator:
         )
         self.primary = "linear_torch_top1"
 
-    def __call__(self, encoder: Any, train_set: Any, test_set: Any, ctx: Any) -> dict[str, float]:
-        from ssl_kit.eval.linear_torch import train_linear_probe
-
+    def __call__(self, encoder: Any, train_set: Any, test_set: Any, ctx: EvalContext) -> dict[str, float]:
         c = self.cfg
         return train_linear_probe(
             encoder, train_set, test_set, ctx.transform,

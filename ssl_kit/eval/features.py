@@ -83,11 +83,11 @@ def feature_module(method: nn.Module, choice: str = "encoder") -> nn.Module:
     ``k`` of a sequential head (Decoupled Uniformity evaluates ``projector.0``).
     """
     if choice == "encoder":
-        return method.encoder() if hasattr(method, "encoder") else method.backbone
+        return method.encoder()
     if choice == "backbone":
         return method.backbone
     name, _, layer = choice.partition(".")
-    heads = [n for n, m in method.named_children() if n not in ("backbone", "online_probe")]
+    heads = [n for n, m in method.named_children() if n != "backbone"]
     head = getattr(method, name, None) if name in heads else None
     if not isinstance(head, nn.Module):
         raise UserError(

@@ -12,6 +12,12 @@ import warnings
 from typing import Any
 
 import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +69,6 @@ def linear_probe(
     Keys: ``linear_top1`` or ``linear_calibrated_top1``, plus ``linear_C`` when a grid was used.
     Non-convergence is logged once per call as a warning, not once per fit.
     """
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     x_train, x_test = _features(train_features, "train_features"), _features(test_features, "test_features")
     if x_train.shape[1] != x_test.shape[1]:
         raise ValueError(f"train and test features differ in width: {x_train.shape[1]} vs {x_test.shape[1]}")

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_kit.eval.features import extract_features
-from ssl_kit.eval.online import num_classes
 
 
 def _schedule(optimizer: torch.optim.Optimizer, kind: str, epochs: int, milestones: list[float], gamma: float) -> Any:
@@ -62,7 +61,7 @@ def train_linear_probe(
     train_f, train_y = (None, None) if augment is not None else extract_features(
         encoder, train_set, transform, extract_batch_size, device
     )
-    classes = max(num_classes(train_set) or 0, int(test_y.max()) + 1)
+    classes = max(train_set.info.num_classes or 0, int(test_y.max()) + 1)
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -1,24 +1,32 @@
 """The online linear probe (solo-learn's protocol): a linear classifier trained during
 self-supervised training on detached backbone features of the augmented views.
 
-The trainer attaches it to the method as ``online_probe`` (so it travels with checkpoints, DDP and
-the replica digests), gives its parameters their own optimizer group without weight decay, adds its
-cross-entropy to the backward pass and logs it separately as ``online_probe_loss`` (``loss`` stays
-the self-supervised loss). It is off when the data has no labels or the method returns no
-``features``. At the end of training it is scored on the un-augmented test split with the online
-backbone in eval mode: ``online_linear_top1`` / ``online_linear_top5``, protocol "online linear".
+The trainer trains :class:`WithOnlineProbe`: the method and the probe as one module, so one
+DDP/DeepSpeed engine holds both; checkpoints store the probe's tensors beside the method's as
+``online_probe.*``. The probe's parameters get their own optimizer group without weight decay, its
+cross-entropy joins the backward pass, and it is logged separately as ``online_probe_loss``
+(``loss`` stays the self-supervised loss). It is off when the data has no labels; a method that
+returns no ``features`` leaves it untrained. At the end of training it is scored on the
+un-augmented test split with the online backbone in eval mode: ``online_linear_top1`` /
+``online_linear_top5``, protocol "online linear".
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssl_kit.distributed import rank
+
 PROTOCOL = "online linear (linear layer trained during SSL on detached features; solo-learn)"
 PRIMARY = "online_linear_top1"
+#: The checkpoint prefix of the probe's tensors, and the key of its cross-entropy in the outputs.
+PREFIX = "online_probe"
+LOSS = "online_probe_loss"
 
 
 class OnlineProbe(nn.Module):
@@ -45,20 +53,33 @@ class OnlineProbe(nn.Module):
         logits = self(features).float()
         ce = F.cross_entropy(logits, targets)
         acc = (logits.argmax(1) == targets).float().mean() * 100
-        return {"online_probe_loss": ce, "online_probe_acc": acc.detach()}
+        return {LOSS: ce, "online_probe_acc": acc.detach()}
 
 
-def num_classes(dataset: Any) -> int | None:
-    """Classes of a labelled dataset (``num_classes``, ``classes`` or the largest label + 1);
-    None for label-free data."""
-    labels = getattr(dataset, "labels", None)
-    if labels is None:
-        return None
-    if getattr(dataset, "num_classes", None):
-        return int(dataset.num_classes)
-    if getattr(dataset, "classes", None):
-        return len(dataset.classes)
-    return int(torch.as_tensor(labels).max()) + 1
+class WithOnlineProbe(nn.Module):
+    """The method and its online probe as one module: ``forward(batch)`` returns the method's
+    outputs plus ``online_probe_loss`` (the probe's cross-entropy, to add to ``loss`` for the
+    backward pass) and ``online_probe_acc``, computed outside autocast on the method's detached
+    ``features``. A method that returns no ``features`` leaves the probe untouched: a zero term
+    added to ``loss`` (its value unchanged) keeps every process's gradient reduction in step."""
+
+    def __init__(self, method: nn.Module, probe: OnlineProbe) -> None:
+        super().__init__()
+        self.method = method
+        self.online_probe = probe
+        self.warned = False
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        out = self.method(batch)
+        features = out.get("features")
+        if not isinstance(features, torch.Tensor) or "label" not in batch:
+            if not self.warned and rank() == 0:
+                self.warned = True
+                warnings.warn("ssl_kit: the method returns no 'features': the online linear probe is not trained",
+                              UserWarning, stacklevel=2)
+            return {**out, "loss": out["loss"] + sum(p.sum() for p in self.online_probe.parameters()) * 0.0}
+        with torch.autocast(features.device.type, enabled=False):
+            return {**out, **self.online_probe.loss(features, batch["label"])}
 
 
 @torch.no_grad()

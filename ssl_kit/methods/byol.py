@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from ssl_kit.config import knob
-from ssl_kit.data.views import ViewSpec
 from ssl_kit.losses import byol_loss
 from ssl_kit.methods.base import Method
 from ssl_kit.methods.ema import EMA
 from ssl_kit.methods.heads import mlp
+from ssl_kit.spec import ViewSpec
 
 
 @dataclasses.dataclass
@@ -29,6 +29,7 @@ class BYOL(Method):
     """loss = l(p1, z2') + l(p2, z1') with l = 2 - 2 cos, z' from the EMA target (backbone +
     projector); evaluation and export use the online backbone, as the paper does."""
 
+    min_global_views = 2
     views = ViewSpec(global_views=2, preset="byol")
 
     def __init__(self, backbone: nn.Module, cfg: BYOLConfig) -> None:

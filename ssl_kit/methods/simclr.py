@@ -8,10 +8,10 @@ from typing import Any
 import torch
 
 from ssl_kit.config import knob
-from ssl_kit.data.views import ViewSpec
 from ssl_kit.losses import nt_xent
 from ssl_kit.methods.base import Method
 from ssl_kit.methods.heads import mlp
+from ssl_kit.spec import ViewSpec
 
 
 @dataclasses.dataclass
@@ -26,6 +26,7 @@ class SimCLRConfig:
 class SimCLR(Method):
     """backbone -> projector -> NT-Xent over all global views (negatives from all processes)."""
 
+    min_global_views = 2
     views = ViewSpec(global_views=2, preset="simclr")
 
     def __init__(self, backbone: torch.nn.Module, cfg: SimCLRConfig) -> None:

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from ssl_kit.config import knob
-from ssl_kit.data.views import ViewSpec
 from ssl_kit.losses import simsiam_loss
 from ssl_kit.methods.base import Method
 from ssl_kit.methods.heads import mlp
+from ssl_kit.spec import ViewSpec
 
 
 @dataclasses.dataclass
@@ -26,6 +26,7 @@ class SimSiam(Method):
     """3-layer projector with BN (the last BN without affine), 2-layer bottleneck predictor;
     loss = 0.5 D(p1, sg z2) + 0.5 D(p2, sg z1) with D = -cos."""
 
+    min_global_views = 2
     views = ViewSpec(global_views=2, preset="mocov2")
 
     def __init__(self, backbone: nn.Module, cfg: SimSiamConfig) -> None:

@@ -15,8 +15,10 @@ import argparse
 import os
 from pathlib import Path
 
+import torch.distributed as dist
+
 from ssl_kit.recipe import load_recipe
-from ssl_kit.trainer import train
+from ssl_kit.run import run
 
 STEPS = 1
 
@@ -37,9 +39,7 @@ def main(argv: list[str] | None = None) -> None:
                 "train.progress=false", "train.export=false", "eval.enabled=false",
                 "train.checkpoint_every=0", f"train.sync_batchnorm={sync}", "train.resume='never'",
             ])
-            train(recipe)
-    import torch.distributed as dist
-
+            run(recipe)
     if dist.is_initialized():
         dist.destroy_process_group()
 

@@ -12,7 +12,8 @@ from ssl_kit.backbones import ConvNet, ConvNetConfig
 from ssl_kit.errors import RecipeError, UserError
 from ssl_kit.recipe import load_recipe
 from ssl_kit.testing import MethodContract
-from ssl_kit.testing.suite import _batch
+from ssl_kit.spec import ViewSpec
+from ssl_kit.testing import first_batch
 from ssl_kit_relic import ReLIC, ReLICConfig, relic_loss
 
 CONTRACT = Path(__file__).parent / "relic_contract.toml"
@@ -55,9 +56,9 @@ def test_bad_config_values_are_one_line_recipe_errors(override, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_too_few_views_is_a_user_error():
+def test_too_few_views_is_a_user_error_when_the_views_are_set():
     with pytest.raises(UserError, match="at least 2 views"):
-        tiny()(views(n_global=1, n_local=0))
+        tiny().set_views(ViewSpec(global_views=1, local_views=0))
 
 
 # --- the EMA schedule --------------------------------------------------------------------------
@@ -226,5 +227,5 @@ class TestReLICContract(MethodContract):
         return (lambda o, t, s, b: relic_loss(o, t, s, b, variant="siglip").loss), (online, target, log_scale, bias)
 
     def test_the_evaluated_encoder_is_the_gradient_free_target(self, tmp_path):
-        method, _ = _batch(self.load(tmp_path))
+        method, _ = first_batch(self.load(tmp_path))
         assert not any(p.requires_grad for p in method.encoder().parameters())

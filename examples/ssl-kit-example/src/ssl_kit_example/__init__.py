@@ -5,7 +5,7 @@ from importlib.resources import files
 
 import torch
 
-from ssl_kit import hookimpl
+from ssl_kit import hookimpl, register_recipe_folder
 from ssl_kit.config import knob
 from ssl_kit.data.sources import TensorImages
 
@@ -46,7 +46,8 @@ def stripes(cfg: StripesConfig, split: str) -> TensorImages:
     grid = torch.arange(cfg.image_size).view(1, -1, 1).expand(n, -1, cfg.image_size)
     grid = torch.where(labels.view(-1, 1, 1) == 0, grid, grid.transpose(1, 2))
     images = (((grid + phase) // period) % 2 * 255).to(torch.uint8).unsqueeze(1).expand(-1, 3, -1, -1)
-    return TensorImages(images.contiguous(), labels, mean=(0.5,) * 3, std=(0.5,) * 3, num_classes=2)
+    return TensorImages(images.contiguous(), labels, mean=(0.5,) * 3, std=(0.5,) * 3, num_classes=2,
+                        description=f"stripes, {split} split ({n} images)")
 
 
 @hookimpl
@@ -66,6 +67,4 @@ def register_datasets(register):
 
 @hookimpl
 def register_recipes(register):
-    for path in files("ssl_kit_example").joinpath("recipes").iterdir():
-        if path.name.endswith(".toml"):
-            register(path.name[: -len(".toml")], str(path))
+    register_recipe_folder(register, files("ssl_kit_example") / "recipes")

@@ -2,7 +2,7 @@
 
 from importlib.resources import files
 
-from ssl_kit import hookimpl
+from ssl_kit import hookimpl, register_recipe_folder
 
 from ssl_kit_relic.loss import RelicLoss, relic_loss
 from ssl_kit_relic.method import ReLIC, ReLICConfig
@@ -17,6 +17,4 @@ def register_methods(register):
 
 @hookimpl
 def register_recipes(register):
-    for path in sorted(files("ssl_kit_relic").joinpath("recipes").iterdir(), key=lambda p: p.name):
-        if path.name.endswith(".toml") and not path.name.startswith("_"):
-            register(path.name[: -len(".toml")], str(path))
+    register_recipe_folder(register, files("ssl_kit_relic") / "recipes")

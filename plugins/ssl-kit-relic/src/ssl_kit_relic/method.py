@@ -79,14 +79,18 @@ class ReLIC(Method):
     def online(self) -> nn.Module:
         return nn.Sequential(self.backbone, self.critic)
 
+    def set_views(self, views: ViewSpec) -> None:
+        if views.global_views + views.local_views < 2:
+            raise UserError(f"[views] ReLIC needs at least 2 views (global_views + local_views), got "
+                            f"{views.global_views + views.local_views}")
+        super().set_views(views)
+
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         globals_, locals_ = list(batch["global"]), list(batch.get("local", []))
         if self.cfg.pairing == "views":
             views = globals_ + locals_
         else:  # the released code: views[:n_local] of views = globals + locals, so globals twice
             views = globals_ + (globals_ + locals_)[: len(locals_)]
-        if len(views) < 2:
-            raise UserError(f"ReLIC needs at least 2 views (global_views + local_views), got {len(views)}")
         features = [self.backbone(v) for v in views]  # one view at a time: BN statistics per view
         online = [self.critic(h) for h in features]
         with torch.no_grad():

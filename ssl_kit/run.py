@@ -1,0 +1,131 @@
+"""One run of a recipe, top to bottom: build -> train -> evaluate -> export -> push.
+
+Run directory (``train.output_dir``, default ``runs/<recipe name>``)::
+
+    recipe.toml        the resolved recipe (every default filled in); re-runnable as is
+    log.jsonl          one JSON object per log line (ssl_kit.trainer)
+    checkpoints/       resumable checkpoints (ssl_kit.checkpoint)
+    results.json       evaluation results, protocols, data split, wall time
+    results.md         the results table in markdown, with every number's protocol
+    plots/             loss.png (loss, lr), online_probe.png, embedding.png (2-D map of test features)
+    export/            model.safetensors + config.json + README.md of the evaluated encoder
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+
+from ssl_kit.build import build
+from ssl_kit.checkpoint import clean_partial, find_resume
+from ssl_kit.errors import UserError
+from ssl_kit.evaluation import evaluate_run
+from ssl_kit.export import encoder_inputs, export_encoder, write_model_card
+from ssl_kit.hub import check_can_push, push_after_training
+from ssl_kit.io import dumps_toml, write_text_atomic
+from ssl_kit.recipe import Recipe
+from ssl_kit.trainer import fit, make_accelerator
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys and scalar values (trackers' hyperparameter tables take no nesting)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        elif isinstance(value, (list, tuple)):
+            flat[f"{prefix}{key}"] = str(list(value))
+        elif value is not None:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def start_trackers(accelerator: Accelerator, recipe: Recipe, run_dir: Path) -> None:
+    """Start TensorBoard / W&B through accelerate; the W&B run id is kept across resume."""
+    ids_file = run_dir / "trackers.json"
+    ids = json.loads(ids_file.read_text()) if ids_file.is_file() else {}
+    init_kwargs: dict[str, Any] = {}
+    if "wandb" in recipe.train.trackers:
+        ids.setdefault("wandb", secrets.token_hex(4))
+        init_kwargs["wandb"] = {"id": ids["wandb"], "resume": "allow", "dir": str(run_dir), "name": recipe.name}
+    if accelerator.is_main_process:
+        ids_file.write_text(json.dumps(ids))
+    accelerator.init_trackers(recipe.train.tracker_project, config=_flatten(recipe.resolved()), init_kwargs=init_kwargs)
+
+
+def run(recipe: Recipe) -> dict[str, Any]:
+    """Train, evaluate, export and push as the recipe says; returns the results dict (on the
+    main process; ``{}``-based on the others)."""
+    try:
+        return _run(recipe)
+    finally:
+        # Let a later run in this process choose another precision (accelerate keeps a singleton
+        # state; the process group itself stays).
+        AcceleratorState._reset_state()
+
+
+def _run(recipe: Recipe) -> dict[str, Any]:
+    started = time.time()
+    run_dir = Path(recipe.train.output_dir.format(name=recipe.name))
+    for tracker in recipe.train.trackers:
+        if importlib.util.find_spec(tracker) is None:
+            raise UserError(f"[train] trackers lists '{tracker}' but it is not installed: pip install 'ssl-kit[{tracker}]'")
+    accelerator = make_accelerator(recipe, run_dir)
+    main, say = accelerator.is_main_process, accelerator.print
+    resume = find_resume(recipe.train.resume, run_dir, recipe.resolved())
+    if recipe.hub.push:  # fail now, not after hours of training (every process, so none waits alone)
+        check_can_push()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        clean_partial(run_dir)
+        write_text_atomic(run_dir / "recipe.toml", dumps_toml(recipe.resolved()))
+
+    # build and train
+    parts = build(recipe)
+    if recipe.train.trackers:
+        start_trackers(accelerator, recipe, run_dir)
+    trained = fit(parts, accelerator, run_dir, resume)
+    if skipped := parts.dataset.skip_report():  # image files with on_error = "skip"
+        print(skipped, file=sys.stderr, flush=True)
+    train_seconds = time.time() - started
+
+    # evaluate: every process extracts a shard of the features; the main one evaluates
+    accelerator.wait_for_everyone()
+    method = trained.method.eval()
+    results: dict[str, Any] = {}
+    if recipe.eval.enabled:
+        results = evaluate_run(recipe, method, parts.views, run_dir, accelerator.device, probe=trained.probe,
+                               dist=accelerator if accelerator.num_processes > 1 else None,
+                               log_file=run_dir / "log.jsonl")
+
+    # export: weights and config, results.json, then the model card with the final results
+    if main:
+        results.update(train_seconds=round(train_seconds, 2), steps=trained.steps,
+                       skipped_nonfinite=trained.skipped_nonfinite)
+        if torch.cuda.is_available():
+            results["peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        if recipe.train.export:
+            export_encoder(method, recipe, run_dir / "export", results, encoder_inputs(parts.info, parts.views),
+                           full_method=recipe.hub.full_method)
+        results["total_seconds"] = round(time.time() - started, 2)
+        (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        if recipe.train.export:
+            write_model_card(run_dir / "export", results, recipe.resolved())
+        say(f"run directory: {run_dir}")
+    accelerator.wait_for_everyone()
+    for tracker in accelerator.trackers:  # not end_training(): it destroys the process group,
+        tracker.finish()  # which a later run in this process still needs
+
+    # push, after the barrier: the other processes need not wait for the upload
+    if main and recipe.hub.push:
+        say(f"pushed {run_dir / 'export'} to {recipe.hub.repo_id}: {push_after_training(run_dir, recipe.hub)}")
+    return results
