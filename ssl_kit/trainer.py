@@ -71,7 +71,8 @@ def resolve_precision(requested: str) -> str:
 
 
 def make_accelerator(recipe: Recipe, run_dir: Path) -> Accelerator:
-    """The run's Accelerator (precision, trackers); also sets determinism as the recipe asks."""
+    """The run's Accelerator (precision, trackers), refusing what checkpoints cannot hold (sharded
+    parameters); also sets determinism as the recipe asks."""
     # Without an accelerator, cpu=True makes `accelerate launch --multi_gpu` start gloo processes.
     # (DeepSpeed picks its own device; cpu=True would silently turn it off.)
     mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
@@ -82,12 +83,22 @@ def make_accelerator(recipe: Recipe, run_dir: Path) -> Accelerator:
         torch.backends.cudnn.benchmark = False
     elif torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
-    return Accelerator(
+    accelerator = Accelerator(
         mixed_precision=resolve_precision(recipe.train.precision),
         cpu=no_gpu,
         log_with=recipe.train.trackers or None,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "tensorboard")),
     )
+    # Checkpoints and exports read whole parameters from the unwrapped model: true for DDP and
+    # ZeRO stages 1-2, not for sharded parameters.
+    deepspeed = accelerator.state.deepspeed_plugin
+    if deepspeed is not None and deepspeed.zero_stage == 3:
+        raise UserError("DeepSpeed ZeRO stage 3 is not supported yet (parameters are sharded); use stage 1 or 2")
+    if getattr(accelerator.state, "fsdp_plugin", None) is not None:
+        raise UserError("FSDP is not supported yet (parameters are sharded); use DDP or DeepSpeed ZeRO stage 1-2")
+    if deepspeed is not None and recipe.train.grad_accumulation > 1:
+        raise UserError("[train] grad_accumulation > 1 is not supported with DeepSpeed; use its config instead")
+    return accelerator
 
 
 def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
@@ -125,15 +136,10 @@ def fit(parts: Components, accelerator: Accelerator, run_dir: Path, resume: Path
         state = load_checkpoint(resume, modules, optimizer, scheduler, rank)
         say(f"ssl_kit: resuming from {resume} (step {state['step']})")
 
-    # wrap for the distributed engine: checkpoints and exports read whole, unsharded parameters
+    # wrap for the distributed engine (DeepSpeed's steps inside accelerator.backward and needs the
+    # micro-batch size)
     deepspeed = accelerator.state.deepspeed_plugin
-    if deepspeed is not None and deepspeed.zero_stage == 3:
-        raise UserError("DeepSpeed ZeRO stage 3 is not supported yet (parameters are sharded); use stage 1 or 2")
-    if getattr(accelerator.state, "fsdp_plugin", None) is not None:
-        raise UserError("FSDP is not supported yet (parameters are sharded); use DDP or DeepSpeed ZeRO stage 1-2")
-    if deepspeed is not None:  # its engine steps inside accelerator.backward and needs the micro-batch size
-        if p.accumulation > 1:
-            raise UserError("[train] grad_accumulation > 1 is not supported with DeepSpeed; use its config instead")
+    if deepspeed is not None:
         deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = p.global_batch // world
         deepspeed.deepspeed_config["gradient_accumulation_steps"] = 1
     model = WithOnlineProbe(method, probe) if probe is not None else method

@@ -9,17 +9,8 @@ from typing import Any
 from ssl_kit.config import build_config
 from ssl_kit.errors import RecipeError, UserError, did_you_mean
 from ssl_kit.plugins import get_registry
-from ssl_kit.recipe.schema import (
-    SECTIONS,
-    TOP_LEVEL_KEYS,
-    DataConfig,
-    EvalConfig,
-    ExpectedConfig,
-    HubConfig,
-    OptimConfig,
-    Recipe,
-    TrainConfig,
-)
+from ssl_kit.recipe.schema import SECTIONS, TOP_LEVEL_KEYS, DataConfig, EvalConfig, ExpectedConfig, HubConfig
+from ssl_kit.recipe.schema import OptimConfig, Recipe, TrainConfig
 from ssl_kit.spec import ViewSpec
 
 
