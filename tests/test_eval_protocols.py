@@ -17,39 +17,22 @@ from ssl_kit.errors import UserError
 from ssl_kit.eval.features import extract_features, feature_module
 from ssl_kit.eval.linear_torch import train_linear_probe
 from ssl_kit.eval.online import OnlineProbe
-from ssl_kit.recipe import load_recipe
 from ssl_kit import train
 
-FAKE = """
-[method]
-name = "simclr"
-proj_hidden_dim = 32
-proj_output_dim = 16
-[backbone]
-name = "convnet"
-channels = [8, 16]
-[data]
-name = "fake"
-batch_size = 16
-num_samples = 64
-[optim]
-name = "adam"
-lr = 0.003
-lr_scaling = "none"
-[train]
-epochs = 4
-log_every = 1
-progress = false
-[eval]
-evaluators = ["knn"]
-online_lr = 0.05
-"""
+# tiny.toml's differences: 64 images in batches of 16, 4 epochs of adam, then k-NN evaluation
+FAKE = ("data.batch_size=16", "data.num_samples=64", "optim.name=adam", "optim.lr=0.003", "train.epochs=4",
+        "eval.enabled=true", "eval.evaluators=['knn']", "eval.online_lr=0.05")
 
 
-def run(tmp_path, name, *overrides):
-    (tmp_path / "fake.toml").write_text(FAKE)
-    recipe = load_recipe(str(tmp_path / "fake.toml"), [f"train.output_dir={tmp_path / name}", *overrides])
-    return train(recipe), tmp_path / name
+@pytest.fixture
+def run(tiny, tmp_path):
+    """``run(name, *overrides)``: train the recipe above in ``tmp_path / name``; its results and
+    run directory."""
+
+    def go(name, *overrides):
+        return train(tiny(*FAKE, *overrides, out=tmp_path / name)), tmp_path / name
+
+    return go
 
 
 def log_of(run_dir):
@@ -72,12 +55,12 @@ def test_online_probe_repeats_labels_per_view_and_counts_steps():
         probe.loss(torch.zeros(3, 3), torch.tensor([0, 1]))
 
 
-def test_online_probe_trains_beside_the_ssl_loss_without_changing_it(tmp_path):
+def test_online_probe_trains_beside_the_ssl_loss_without_changing_it(run):
     # Un-augmented views and 32 steps: enough for a linear probe to separate the 4 fake classes
     # (under the simclr preset's crops and jitter the fake classes are barely separable at all).
     easy = ("views.preset=none", "train.epochs=8")
-    with_probe, run_a = run(tmp_path, "a", *easy)
-    without, run_b = run(tmp_path, "b", "eval.online_probe=false", *easy)
+    with_probe, run_a = run("a", *easy)
+    without, run_b = run("b", "eval.online_probe=false", *easy)
     log_a, log_b = log_of(run_a), log_of(run_b)
     # Detached features and its own parameter group: the SSL trajectory is bitwise the same.
     assert [r["loss"] for r in log_a] == [r["loss"] for r in log_b]
@@ -91,8 +74,8 @@ def test_online_probe_trains_beside_the_ssl_loss_without_changing_it(tmp_path):
     assert "online linear" in (run_a / "results.md").read_text()
 
 
-def test_label_free_data_trains_without_probe_and_skips_evaluation(tmp_path):
-    results, run_dir = run(tmp_path, "free", "data.labelled=false")
+def test_label_free_data_trains_without_probe_and_skips_evaluation(run):
+    results, run_dir = run("free", "data.labelled=false")
     assert not any("online_probe_loss" in r for r in log_of(run_dir))
     assert "no labels" in results["note"]
     assert TensorImages(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), None, num_classes=3).info.num_classes is None
@@ -172,8 +155,8 @@ def test_sharded_extraction_gathers_to_the_single_process_result():
 
 
 # --- the eval command and the report -----------------------------------------------------------
-def test_eval_command_reproduces_the_run_and_writes_plots(tmp_path, capsys):
-    results, run_dir = run(tmp_path, "r", "eval.plots=true")
+def test_eval_command_reproduces_the_run_and_writes_plots(run, tmp_path, capsys):
+    results, run_dir = run("r", "eval.plots=true")
     knn = results["results"]["trained"]["knn_cosine_k20_t0.07_top1"]
     for name in ("loss.png", "online_probe.png", "embedding.png"):
         path = run_dir / "plots" / name

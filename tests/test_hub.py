@@ -20,30 +20,12 @@ from ssl_kit import export as export_mod
 from ssl_kit.errors import CheckpointError, UserError
 from ssl_kit.recipe import load_recipe
 
-COMMON = """
-[method]
-name = "simclr"
-proj_hidden_dim = 32
-proj_output_dim = 16
-[data]
-name = "fake"
-batch_size = 16
-num_samples = 32
-image_size = {size}
-[optim]
-lr = 0.05
-lr_scaling = "none"
-[train]
-epochs = 1
-max_steps = 2
-progress = false
-[eval]
-evaluators = ["knn"]
-baselines = []
-plots = false
-"""
-BACKBONES = {
-    "convnet": ('[backbone]\nname = "convnet"\nchannels = [8, 16]\n', 16),
+TINY = Path(__file__).parent / "tiny.toml"
+# tiny.toml's differences: 2 steps of 16 images, then k-NN evaluation without baselines or plots
+COMMON = ("data.batch_size=16", "train.max_steps=2", "eval.enabled=true", "eval.evaluators=['knn']",
+          "eval.baselines=[]", "eval.plots=false")
+BACKBONES = {  # the [backbone] table of a child recipe of tiny.toml ("": tiny.toml's convnet) and the image size
+    "convnet": ("", 16),
     "resnet_cifar": ('[backbone]\nname = "resnet18"\ncifar_stem = true\nstem_padding = 2\n', 16),
     "resnet": ('[backbone]\nname = "resnet18"\n', 16),
     "timm": ('[backbone]\nname = "timm"\nmodel = "resnet10t"\n', 32),
@@ -62,8 +44,9 @@ def runs(tmp_path_factory):
         if kind not in cache:
             root = tmp_path_factory.mktemp(kind)
             backbone, size = BACKBONES[kind]
-            (root / "r.toml").write_text(backbone + COMMON.format(size=size))
-            recipe = load_recipe(str(root / "r.toml"), [f"train.output_dir={root / 'run'}", "hub.full_method=true"])
+            (root / "r.toml").write_text(f'extends = "{TINY}"\n{backbone}')
+            recipe = load_recipe(str(root / "r.toml"), [f"train.output_dir={root / 'run'}", *COMMON,
+                                                        f"data.image_size={size}", "hub.full_method=true"])
             train(recipe)
             cache[kind] = root / "run"
         return cache[kind]
@@ -462,13 +445,10 @@ def test_knn_on_from_pretrained_features_reproduces_results_json_exactly(runs):
     assert again and all(reported[k] == v for k, v in again.items()), (again, reported)
 
 
-def test_export_of_backbone_plus_projector_layer_reproduces_its_knn_results(tmp_path):
+def test_export_of_backbone_plus_projector_layer_reproduces_its_knn_results(tiny, tmp_path):
     """eval.features = "projector.0": the export holds exactly the module the evaluators saw."""
-    backbone, size = BACKBONES["convnet"]
-    (tmp_path / "r.toml").write_text(backbone + COMMON.format(size=size))
     run = tmp_path / "run"
-    train(load_recipe(str(tmp_path / "r.toml"), [f"train.output_dir={run}", "eval.features=projector.0",
-                                                  "eval.online_probe=false"]))
+    train(tiny(*COMMON, "eval.features=projector.0", "eval.online_probe=false"))
     config = json.loads((run / "export" / "config.json").read_text())
     assert config["features"] == "projector.0" and config["backbone_only"] is False
     assert config["num_features"] == 32  # proj_hidden_dim: the first projector layer's output
@@ -492,12 +472,9 @@ def test_public_api_is_lazy_and_is_the_hub_api():
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-def test_hub_push_in_the_recipe_uploads_after_training(tmp_path, hub_server, capsys):
-    backbone, size = BACKBONES["convnet"]
-    (tmp_path / "r.toml").write_text(backbone + COMMON.format(size=size)
-                                     + f'[hub]\npush = true\nrepo_id = "{REPO}"\nprivate = true\n')
+def test_hub_push_in_the_recipe_uploads_after_training(tiny, tmp_path, hub_server, capsys):
     run = tmp_path / "run"
-    results = train(load_recipe(str(tmp_path / "r.toml"), [f"train.output_dir={run}"]))
+    results = train(tiny(*COMMON, "hub.push=true", f"hub.repo_id='{REPO}'", "hub.private=true"))
     create = next(r for r in hub_server.requests if r.url.path == "/api/repos/create")
     assert json.loads(create.content)["visibility"] == "private"
     assert (f"/api/models/{REPO}/commit/main", {}) in hub_server.posts()
@@ -509,14 +486,12 @@ def test_hub_push_in_the_recipe_uploads_after_training(tmp_path, hub_server, cap
     assert files and not [p for p in files if TOKEN.encode() in p.read_bytes()]
 
 
-def test_hub_push_without_a_token_fails_before_training(tmp_path, monkeypatch):
+def test_hub_push_without_a_token_fails_before_training(tiny, tmp_path, monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-    backbone, size = BACKBONES["convnet"]
-    (tmp_path / "r.toml").write_text(backbone + COMMON.format(size=size) + f'[hub]\npush = true\nrepo_id = "{REPO}"\n')
-    recipe = load_recipe(str(tmp_path / "r.toml"), [f"train.output_dir={tmp_path / 'run'}"])
+    recipe = tiny(*COMMON, "hub.push=true", f"hub.repo_id='{REPO}'")
     with pytest.raises(UserError, match="no Hugging Face token was found"):
         train(recipe)
     assert not (tmp_path / "run").exists()
@@ -531,8 +506,7 @@ def test_hub_push_without_a_token_fails_before_training(tmp_path, monkeypatch):
 def test_hub_table_errors_name_the_file_and_key(tmp_path, hub_table, overrides, message):
     from ssl_kit.errors import RecipeError
 
-    backbone, size = BACKBONES["convnet"]
-    (tmp_path / "r.toml").write_text(backbone + COMMON.format(size=size) + f"[hub]\n{hub_table}\n")
+    (tmp_path / "r.toml").write_text(f'extends = "{TINY}"\n[hub]\n{hub_table}\n')  # a recipe file's [hub] table
     with pytest.raises(RecipeError, match=f"r.toml: {message}") as err:
         load_recipe(str(tmp_path / "r.toml"), overrides)
     assert "\n" not in str(err.value)

@@ -6,39 +6,12 @@ import pytest
 import torch
 
 from ssl_kit.losses import nt_xent
-from ssl_kit.recipe import load_recipe
 from ssl_kit import train
 from ssl_kit.trainer import resolve_precision
 
-RECIPE = """
-[method]
-name = "simclr"
-proj_hidden_dim = 16
-proj_output_dim = 8
-[backbone]
-name = "convnet"
-channels = [4, 8]
-[data]
-name = "fake"
-batch_size = 8
-num_samples = 16
-image_size = 8
-[optim]
-lr = 0.05
-lr_scaling = "none"
-[train]
-epochs = 2
-progress = false
-log_every = 1
-[eval]
-enabled = false
-"""
 
-
-def test_bf16_autocast_trains_on_cpu(tmp_path):
-    (tmp_path / "r.toml").write_text(RECIPE)
-    recipe = load_recipe(str(tmp_path / "r.toml"), [f"train.output_dir={tmp_path / 'run'}", "train.precision='bf16'"])
-    results = train(recipe)
+def test_bf16_autocast_trains_on_cpu(tiny, tmp_path):
+    results = train(tiny("data.num_samples=16", "train.epochs=2", "train.precision='bf16'"))
     assert results["steps"] == 4
     log = (tmp_path / "run" / "log.jsonl").read_text()
     assert "nan" not in log.lower()

@@ -13,18 +13,9 @@ from ssl_kit.recipe import load_recipe, parse_override
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "recipes" / "quickstart.toml")
 
-MINIMAL = """
-[method]
-name = "simclr"
-[backbone]
-name = "convnet"
-[data]
-name = "fake"
-batch_size = 8
-[optim]
-lr = 0.1
-lr_scaling = "none"
-"""
+TINY = Path(__file__).parent / "tiny.toml"
+TINY_TEXT = TINY.read_text()  # the shared tiny recipe, for recipes made by editing its text
+CHILD = f'extends = "{TINY}"\n'  # the start of a recipe that adds tables or keys to it
 
 
 def write(tmp_path, text, name="r.toml"):
@@ -49,7 +40,7 @@ def test_resolved_recipe_round_trips_through_toml(tmp_path):
 
 
 def test_extends_deep_merges_the_base(tmp_path):
-    write(tmp_path, MINIMAL + "\n[train]\nepochs = 7\nseed = 3\n", "base.toml")
+    write(tmp_path, CHILD + "[train]\nepochs = 7\nseed = 3\n", "base.toml")
     path = write(tmp_path, 'extends = "base.toml"\n[train]\nepochs = 2\n')
     recipe = load_recipe(path)
     assert (recipe.train.epochs, recipe.train.seed, recipe.method_name) == (2, 3, "simclr")
@@ -62,32 +53,32 @@ def test_override_parses_toml_values_and_bare_strings():
 
 
 BAD_RECIPES = [
-    # (recipe text appended to MINIMAL or replacing it, overrides, expected fragments)
-    (MINIMAL + "[train]\nepoch = 3\n", [], ["[train]", "unknown key 'epoch'", "Did you mean 'epochs'"]),
-    (MINIMAL + "[train]\nepochs = 'ten'\n", [], ["[train]", "'epochs' must be int", "'ten'"]),
-    (MINIMAL + "[train]\nepochs = 0\n", [], ["'epochs' must be >= 1"]),
-    (MINIMAL.replace('lr_scaling = "none"', ""), [], ["[optim]", "missing required key 'lr_scaling'"]),
-    (MINIMAL.replace('lr_scaling = "none"', 'lr_scaling = "sqrt"'), [], ["'lr_scaling' must be 'none' | 'linear'"]),
-    (MINIMAL.replace('name = "simclr"', 'name = "simclrr"'), [], ["unknown method 'simclrr'", "Did you mean 'simclr'"]),
-    (MINIMAL.replace('name = "fake"', 'name = "fak"'), [], ["unknown dataset 'fak'", "Did you mean 'fake'"]),
-    (MINIMAL + "[trian]\nepochs = 1\n", [], ["unknown top-level table 'trian'", "Did you mean 'train'"]),
-    (MINIMAL.split("[backbone]")[0], [], ["missing table [backbone]"]),
-    (MINIMAL + "[method\n", [], ["invalid TOML"]),
-    (MINIMAL + "[data]\nroot = 'x'\n", [], ["invalid TOML"]),  # table defined twice
-    (MINIMAL.replace('batch_size = 8', 'batch_size = 8\nimage_sise = 8'), [], ["[data]", "unknown key 'image_sise'", "Did you mean 'image_size'"]),
-    (MINIMAL + "[eval]\nevaluators = ['knm']\n", [], ["unknown evaluator 'knm'", "Did you mean 'knn'"]),
-    (MINIMAL + "[eval]\nbaselines = ['random']\n", [], ["unknown entry 'random'", "Did you mean 'random_init'"]),
-    (MINIMAL + "[views]\npreset = 'simclear'\n", [], ["unknown view preset 'simclear'", "Did you mean 'simclr'"]),
-    (MINIMAL + "[views]\nglobal_scale = [0.9, 0.1]\n", [], ["global_scale", "low <= high"]),
-    (MINIMAL, ["train.epochs"], ["not of the form section.key=value"]),
-    (MINIMAL, ["epochs=3"], ["the key must be section.key"]),
-    (MINIMAL, ["trainn.epochs=3"], ["unknown section 'trainn'", "Did you mean 'train'"]),
-    (MINIMAL, ["method.name.x=3"], ["'method.name' is a value, not a table"]),
-    (MINIMAL, ["method.temperatur=0.3"], ["unknown key 'temperatur'", "Did you mean 'temperature'", "from override"]),
-    (MINIMAL, ["optim.name=adm"], ["'name' must be 'sgd' | 'adam' | 'adamw' | 'lars'", "from override"]),
-    (MINIMAL, ["data.batch_size=1"], ["'batch_size' must be >= 2"]),
-    ('extends = "missing_base"\n' + MINIMAL, [], ["extends 'missing_base'", "neither a recipe file nor a registered recipe"]),
-    ("method = 3\n" + MINIMAL.replace("[method]\nname = \"simclr\"\n", ""), [], ["'method' must be a table"]),
+    # (recipe text: CHILD and what it adds, or tiny.toml's text edited; overrides; expected fragments)
+    (CHILD + "[train]\nepoch = 3\n", [], ["[train]", "unknown key 'epoch'", "Did you mean 'epochs'"]),
+    (CHILD + "[train]\nepochs = 'ten'\n", [], ["[train]", "'epochs' must be int", "'ten'"]),
+    (CHILD + "[train]\nepochs = 0\n", [], ["'epochs' must be >= 1"]),
+    (TINY_TEXT.replace('lr_scaling = "none"', ""), [], ["[optim]", "missing required key 'lr_scaling'"]),
+    (TINY_TEXT.replace('lr_scaling = "none"', 'lr_scaling = "sqrt"'), [], ["'lr_scaling' must be 'none' | 'linear'"]),
+    (TINY_TEXT.replace('name = "simclr"', 'name = "simclrr"'), [], ["unknown method 'simclrr'", "Did you mean 'simclr'"]),
+    (TINY_TEXT.replace('name = "fake"', 'name = "fak"'), [], ["unknown dataset 'fak'", "Did you mean 'fake'"]),
+    (CHILD + "[trian]\nepochs = 1\n", [], ["unknown top-level table 'trian'", "Did you mean 'train'"]),
+    (TINY_TEXT.split("\n[backbone]")[0], [], ["missing table [backbone]"]),
+    (CHILD + "[method\n", [], ["invalid TOML"]),
+    (TINY_TEXT + "[data]\nroot = 'x'\n", [], ["invalid TOML"]),  # table defined twice
+    (CHILD + "[data]\nimage_sise = 8\n", [], ["[data]", "unknown key 'image_sise'", "Did you mean 'image_size'"]),
+    (CHILD + "[eval]\nevaluators = ['knm']\n", [], ["unknown evaluator 'knm'", "Did you mean 'knn'"]),
+    (CHILD + "[eval]\nbaselines = ['random']\n", [], ["unknown entry 'random'", "Did you mean 'random_init'"]),
+    (CHILD + "[views]\npreset = 'simclear'\n", [], ["unknown view preset 'simclear'", "Did you mean 'simclr'"]),
+    (CHILD + "[views]\nglobal_scale = [0.9, 0.1]\n", [], ["global_scale", "low <= high"]),
+    (TINY_TEXT, ["train.epochs"], ["not of the form section.key=value"]),
+    (TINY_TEXT, ["epochs=3"], ["the key must be section.key"]),
+    (TINY_TEXT, ["trainn.epochs=3"], ["unknown section 'trainn'", "Did you mean 'train'"]),
+    (TINY_TEXT, ["method.name.x=3"], ["'method.name' is a value, not a table"]),
+    (TINY_TEXT, ["method.temperatur=0.3"], ["unknown key 'temperatur'", "Did you mean 'temperature'", "from override"]),
+    (TINY_TEXT, ["optim.name=adm"], ["'name' must be 'sgd' | 'adam' | 'adamw' | 'lars'", "from override"]),
+    (TINY_TEXT, ["data.batch_size=1"], ["'batch_size' must be >= 2"]),
+    ('extends = "missing_base"\n' + TINY_TEXT, [], ["extends 'missing_base'", "neither a recipe file nor a registered recipe"]),
+    (CHILD + "method = 3\n", [], ["'method' must be a table"]),
 ]
 
 
@@ -103,7 +94,7 @@ def test_bad_recipe_gives_one_clear_error(tmp_path, text, overrides, fragments):
 
 
 def test_extends_cycle_is_an_error(tmp_path):
-    write(tmp_path, 'extends = "b.toml"\n' + MINIMAL, "a.toml")
+    write(tmp_path, 'extends = "b.toml"\n' + TINY_TEXT, "a.toml")
     write(tmp_path, 'extends = "a.toml"\n', "b.toml")
     with pytest.raises(RecipeError, match="cycle"):
         load_recipe(str(tmp_path / "a.toml"))
@@ -115,7 +106,7 @@ def test_missing_recipe_file_is_a_user_error():
 
 
 def test_cli_prints_one_line_and_exits_2_without_traceback(tmp_path):
-    path = write(tmp_path, MINIMAL + "[train]\nepoch = 3\n")
+    path = write(tmp_path, CHILD + "[train]\nepoch = 3\n")
     proc = subprocess.run(
         [sys.executable, "-m", "ssl_kit", "validate", path], capture_output=True, text=True
     )
@@ -135,7 +126,7 @@ def test_every_registered_recipe_validates():
 
 
 def test_extends_with_another_component_replaces_that_table(tmp_path):
-    write(tmp_path, MINIMAL.replace('name = "simclr"', 'name = "simclr"\ntemperature = 0.3'), "base.toml")
+    write(tmp_path, CHILD + "[method]\ntemperature = 0.3\n", "base.toml")  # simclr's, with a temperature
     path = write(tmp_path, 'extends = "base.toml"\n[method]\nname = "byol"\npred_hidden_dim = 8\n[train]\nepochs = 2\n')
     recipe = load_recipe(path)
     assert recipe.method_name == "byol" and recipe.method.pred_hidden_dim == 8  # no 'temperature' leaks in
@@ -146,7 +137,7 @@ def test_pointer_file_runs_the_plugin_recipe_of_its_name_and_is_not_registered_i
     from ssl_kit.hooks import hookimpl, is_pointer
     from ssl_kit.testing import temporary_plugin
 
-    plugin_recipe = write(tmp_path, MINIMAL + "[train]\nepochs = 4\n", "pointed.toml")
+    plugin_recipe = write(tmp_path, CHILD + "[train]\nepochs = 4\n", "pointed.toml")
     clone = tmp_path / "clone"
     clone.mkdir()
     pointer = write(clone, 'extends = "pointed"\ndescription = "pip install -e plugins/x"\n', "pointed.toml")

@@ -14,37 +14,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-RECIPE = """
-[method]
-name = "simclr"
-proj_hidden_dim = 32
-proj_output_dim = 16
-[backbone]
-name = "convnet"
-channels = [8, 16]
-[data]
-name = "fake"
-batch_size = 8
-num_samples = 48
-num_workers = 1
-[optim]
-name = "sgd"
-lr = 0.05
-lr_scaling = "none"
-warmup_epochs = 1
-[train]
-epochs = 2
-checkpoint_every = 1
-log_every = 1
-progress = false
-[eval]
-enabled = false
-"""
+TINY = Path(__file__).parent / "tiny.toml"
+# tiny.toml's differences: 48 images, a loader worker, sgd with warm-up, 2 epochs, a checkpoint every step
+RECIPE = ("data.num_samples=48", "data.num_workers=1", "optim.name=sgd", "optim.warmup_epochs=1", "train.epochs=2",
+          "train.checkpoint_every=1")
 STEPS = 12
 
 
 def command(run_dir):
-    return [sys.executable, "-m", "ssl_kit", str(run_dir.parent / "r.toml"), f"train.output_dir={run_dir}"]
+    return [sys.executable, "-m", "ssl_kit", str(TINY), *RECIPE, f"train.output_dir={run_dir}"]
 
 
 def final_weights(run_dir):
@@ -61,9 +39,7 @@ def assert_bitwise_equal(a, b):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reference")
-    (root / "r.toml").write_text(RECIPE)
-    run_dir = root / "run"
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
     subprocess.run(command(run_dir), check=True, capture_output=True, timeout=300)
     return run_dir
 
@@ -74,7 +50,6 @@ def steps_logged(run_dir):
 
 
 def test_resume_after_sigkill_during_training_is_bitwise_identical(reference, tmp_path):
-    (tmp_path / "r.toml").write_text(RECIPE)
     run_dir = tmp_path / "run"
     kill_after = random.Random().randint(2, STEPS - 3)
     proc = subprocess.Popen(command(run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -92,7 +67,6 @@ def test_resume_after_sigkill_during_training_is_bitwise_identical(reference, tm
 
 
 def test_resume_after_sigkill_during_checkpoint_save_is_bitwise_identical(reference, tmp_path):
-    (tmp_path / "r.toml").write_text(RECIPE)
     run_dir = tmp_path / "run"
     env = {**os.environ, "SSL_KIT_TEST_KILL_AT": "save:model@5"}
     killed = subprocess.run(command(run_dir), capture_output=True, env=env, timeout=300)

@@ -15,35 +15,13 @@ from ssl_kit.testing import temporary_plugin
 from ssl_kit import train
 
 ROOT = Path(__file__).resolve().parents[1]
-FAKE = """
-[method]
-name = "simclr"
-proj_hidden_dim = 32
-proj_output_dim = 16
-[backbone]
-name = "convnet"
-channels = [8, 16]
-[data]
-name = "fake"
-batch_size = 8
-num_samples = 32
-[optim]
-lr = 0.05
-lr_scaling = "none"
-[train]
-epochs = 1
-max_steps = 3
-log_every = 1
-progress = false
-[eval]
-evaluators = ["knn", "linear"]
-baselines = ["raw", "random_init"]
-"""
+# tiny.toml's differences for the run of the first test: 3 steps, then evaluation with baselines
+FAKE = ("train.max_steps=3", "eval.enabled=true", "eval.evaluators=['knn', 'linear']",
+        "eval.baselines=['raw', 'random_init']")
 
 
-def test_three_step_run_on_fake_data_writes_the_run_directory(tmp_path):
-    (tmp_path / "fake.toml").write_text(FAKE)
-    recipe = load_recipe(str(tmp_path / "fake.toml"), [f"train.output_dir={tmp_path / 'run'}"])
+def test_three_step_run_on_fake_data_writes_the_run_directory(tiny, tmp_path):
+    recipe = tiny(*FAKE)
     results = train(recipe)
     run = tmp_path / "run"
     assert results["steps"] == 3
@@ -61,9 +39,8 @@ def test_three_step_run_on_fake_data_writes_the_run_directory(tmp_path):
     assert any(k.startswith("features.") for k in weights)
 
 
-def test_training_changes_weights_and_gradients_reach_the_backbone(tmp_path):
-    (tmp_path / "fake.toml").write_text(FAKE)
-    recipe = load_recipe(str(tmp_path / "fake.toml"), [f"train.output_dir={tmp_path / 'run'}", "eval.enabled=false"])
+def test_training_changes_weights_and_gradients_reach_the_backbone(tiny, tmp_path):
+    recipe = tiny(*FAKE, "eval.enabled=false")
     train(recipe)
     initial = build(recipe).method.state_dict()
     final = load_file(str(tmp_path / "run" / "checkpoints" / "step_3" / "model.safetensors"))
@@ -105,12 +82,11 @@ def test_short_quickstart_learns_and_flipped_loss_does_not(tmp_path):
     assert not (flipped[key] >= 96.5 and flipped[key] >= random_init[key] + 1.0), flipped
 
 
-def test_export_loads_and_bad_exports_give_clear_errors(tmp_path):
+def test_export_loads_and_bad_exports_give_clear_errors(tiny, tmp_path):
     from ssl_kit.errors import CheckpointError
     from ssl_kit.loading import load_encoder
 
-    (tmp_path / "fake.toml").write_text(FAKE)
-    train(load_recipe(str(tmp_path / "fake.toml"), [f"train.output_dir={tmp_path / 'run'}", "eval.enabled=false"]))
+    train(tiny(*FAKE, "eval.enabled=false"))
     export = tmp_path / "run" / "export"
     encoder = load_encoder(export)
     assert encoder(torch.zeros(2, 3, 16, 16)).shape == (2, 16)
@@ -126,4 +102,4 @@ def test_export_loads_and_bad_exports_give_clear_errors(tmp_path):
     state = tmp_path / "run" / "checkpoints" / "step_3" / "state.json"
     state.write_text(json.dumps({**json.loads(state.read_text()), "format_version": 0}))
     with pytest.raises(CheckpointError, match="format_version 0"):
-        train(load_recipe(str(tmp_path / "fake.toml"), [f"train.output_dir={tmp_path / 'run'}", "train.max_steps=4"]))
+        train(tiny(*FAKE, "train.max_steps=4"))

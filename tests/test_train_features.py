@@ -18,31 +18,6 @@ from ssl_kit.recipe import load_recipe
 from ssl_kit.testing import temporary_plugin
 from ssl_kit import train
 
-RECIPE = """
-[method]
-name = "simclr"
-proj_hidden_dim = 16
-proj_output_dim = 8
-[backbone]
-name = "convnet"
-channels = [4, 8]
-[data]
-name = "fake"
-batch_size = 8
-num_samples = 32
-image_size = 8
-[optim]
-lr = 0.05
-lr_scaling = "none"
-[train]
-epochs = 2
-log_every = 1
-checkpoint_every = 1
-progress = false
-[eval]
-enabled = false
-"""
-
 
 class NaNAtStep3(SimCLR):
     calls = 0
@@ -61,13 +36,18 @@ class NaNPlugin:
         register("simclr_nan", NaNAtStep3, config=SimCLRConfig)
 
 
-def recipe(tmp_path, *overrides):
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "r.toml").write_text(RECIPE)
-    return load_recipe(str(tmp_path / "r.toml"), [f"train.output_dir={tmp_path / 'run'}", *overrides])
+@pytest.fixture
+def recipe(tiny):
+    """``recipe(folder, *overrides)``: tiny.toml for 2 epochs of 4 steps, a checkpoint after each
+    step, its run in ``folder / "run"``."""
+
+    def load(folder, *overrides):
+        return tiny("train.epochs=2", "train.checkpoint_every=1", *overrides, out=folder / "run")
+
+    return load
 
 
-def test_nonfinite_loss_stops_naming_step_and_terms_and_keeps_last_checkpoint(tmp_path):
+def test_nonfinite_loss_stops_naming_step_and_terms_and_keeps_last_checkpoint(recipe, tmp_path):
     NaNAtStep3.calls = 0
     with temporary_plugin(NaNPlugin(), "nan"):
         with pytest.raises(UserError) as info:
@@ -80,7 +60,7 @@ def test_nonfinite_loss_stops_naming_step_and_terms_and_keeps_last_checkpoint(tm
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
-def test_skip_nonfinite_counts_and_skips_the_step(tmp_path):
+def test_skip_nonfinite_counts_and_skips_the_step(recipe, tmp_path):
     NaNAtStep3.calls = 0
     with temporary_plugin(NaNPlugin(), "nan"):
         results = train(recipe(tmp_path, "method.name=simclr_nan", "train.skip_nonfinite=true"))
@@ -124,14 +104,14 @@ def test_a_skipped_step_leaves_mocos_queue_and_key_encoder_as_they_were(tmp_path
         assert torch.equal(step[1][key], step[2][key]), key  # step 3 was skipped: nothing enqueued, no EMA update
 
 
-def test_tensorboard_tracker_writes_events(tmp_path):
+def test_tensorboard_tracker_writes_events(recipe, tmp_path):
     need("tensorboard")
     train(recipe(tmp_path, "train.trackers=['tensorboard']", "train.epochs=1"))
     events = list((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
 
 
-def test_wandb_tracker_keeps_its_run_id_across_resume(tmp_path, monkeypatch):
+def test_wandb_tracker_keeps_its_run_id_across_resume(recipe, tmp_path, monkeypatch):
     need("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -143,12 +123,12 @@ def test_wandb_tracker_keeps_its_run_id_across_resume(tmp_path, monkeypatch):
     assert len(runs) == 2 and all(f"-{first}" in name for name in runs)
 
 
-def test_unknown_tracker_is_a_recipe_error(tmp_path):
+def test_unknown_tracker_is_a_recipe_error(recipe, tmp_path):
     with pytest.raises(UserError, match="unknown entry 'tensorbord'. Did you mean 'tensorboard'"):
         recipe(tmp_path, "train.trackers=['tensorbord']")
 
 
-def test_deterministic_and_channels_last_runs_match_the_default_run(tmp_path):
+def test_deterministic_and_channels_last_runs_match_the_default_run(recipe, tmp_path):
     a = train(recipe(tmp_path / "a", "train.max_steps=2", "eval.enabled=false"))
     b = train(recipe(tmp_path / "b", "train.max_steps=2", "train.deterministic=true", "train.channels_last=true"))
     torch.use_deterministic_algorithms(False)
@@ -159,7 +139,7 @@ def test_deterministic_and_channels_last_runs_match_the_default_run(tmp_path):
         assert torch.allclose(wa[k], wb[k], atol=1e-5), k
 
 
-def test_gradient_accumulation_averages_the_micro_batch_gradients(tmp_path):
+def test_gradient_accumulation_averages_the_micro_batch_gradients(recipe, tmp_path):
     """What holds: k micro-batches of B give the mean of their k gradients (one optimizer step).
     What does not: it is not one batch of kB for a contrastive loss (other negatives)."""
     from ssl_kit.build import build, build_views
