@@ -13,6 +13,7 @@ with ``@hookimpl`` functions) for the duration of a ``with`` block::
 """
 
 from ssl_kit.testing.helpers import (
+    assert_same_runs,
     compare_runs,
     need,
     no_gradient_plugin,
@@ -22,5 +23,5 @@ from ssl_kit.testing.helpers import (
 )
 from ssl_kit.testing.suite import MethodContract, first_batch
 
-__all__ = ["MethodContract", "compare_runs", "first_batch", "need", "no_gradient_plugin", "run_contract",
+__all__ = ["MethodContract", "assert_same_runs", "compare_runs", "first_batch", "need", "no_gradient_plugin", "run_contract",
            "sign_flipped_plugin", "temporary_plugin"]

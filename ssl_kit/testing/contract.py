@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("recipes", nargs="+")
     parser.add_argument("--also-without-syncbn", action="store_true")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe override for every recipe, after the contract's own")
     args = parser.parse_args(argv)
     processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch and torchrun
     for path in args.recipes:
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"train.output_dir={out}", f"train.max_steps={STEPS}", "train.log_every=1",
                 "train.progress=false", "train.export=false", "eval.enabled=false",
                 "train.checkpoint_every=0", f"train.sync_batchnorm={sync}", "train.resume='never'",
+                *args.override,
             ])
             run(recipe)
     if dist.is_initialized():

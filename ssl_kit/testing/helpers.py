@@ -9,10 +9,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file
 
 from ssl_kit.checkpoint import list_checkpoints
@@ -47,11 +48,13 @@ def need(module: str) -> Any:
         pytest.skip(f"optional dependency '{module}' is not installed")
 
 
-def run_contract(out: Any, recipes: list[Any], processes: int, also_without_syncbn: bool = False, timeout: float = 600) -> None:
+def run_contract(out: Any, recipes: list[Any], processes: int, also_without_syncbn: bool = False,
+                 timeout: float = 600, overrides: tuple[str, ...] = ()) -> None:
     """Launch :mod:`ssl_kit.testing.contract` once for all ``recipes`` with ``processes`` gloo/NCCL
     processes (``accelerate launch --multi_gpu``, started with this interpreter, so no activated
-    environment is needed), or in this interpreter's subprocess for 1."""
-    args = ["-m", "ssl_kit.testing.contract", str(out), *map(str, recipes)]
+    environment is needed), or in this interpreter's subprocess for 1. ``overrides`` (``key=value``)
+    apply to every recipe, after the contract's own (one optimizer step, SyncBN on)."""
+    args = ["-m", "ssl_kit.testing.contract", str(out), *map(str, recipes), *(f"--override={o}" for o in overrides)]
     if also_without_syncbn:
         args.append("--also-without-syncbn")
     if processes == 1:
@@ -65,33 +68,73 @@ def run_contract(out: Any, recipes: list[Any], processes: int, also_without_sync
         raise AssertionError(f"contract launch failed ({' '.join(cmd)}):\n{proc.stderr[-4000:]}")
 
 
-def compare_runs(a: Any, b: Any, check_replicas: bool = True) -> dict[str, float]:
-    """Largest absolute differences between two contract runs: per-step logged losses and every
-    floating-point tensor of the final checkpoint (parameters and buffers: BN statistics, EMA
-    targets, queues). Also checks that within each run every process ended with an identical
-    copy of the method (the per-rank digests of the checkpoint) when ``check_replicas`` is true;
-    without SyncBN, batch-norm running statistics legitimately differ between processes."""
-    def losses(run: Path) -> list[float]:
-        return [json.loads(x)["loss"] for x in (run / "log.jsonl").read_text().splitlines()]
+def _run_losses(run: Path) -> list[float]:
+    return [json.loads(x)["loss"] for x in (run / "log.jsonl").read_text().splitlines()]
 
+
+def compare_runs(a: Any, b: Any, check_replicas: bool = True, rtol: float = 0.0, atol: float = 0.0) -> dict[str, Any]:
+    """How far two contract runs are apart: per-step logged losses and every floating-point
+    tensor of the final checkpoint (parameters and buffers: BN statistics, EMA targets, queues).
+
+    Returns ``loss`` and ``weights`` (the largest absolute differences), and for the worst element
+    against the tolerance ``|x - y| <= atol + rtol * |y|`` (y from run ``b``): ``worst`` (``"loss at
+    step N"`` or the tensor's name and index), ``worst_values`` (x, y) and ``excess`` (its
+    ``|x - y| / (atol + rtol |y|)``; above 1 fails ``assert_same_runs``). Also checks that within
+    each run every process ended with an identical copy of the method (the per-rank digests of
+    the checkpoint) when ``check_replicas`` is true; without SyncBN, batch-norm running statistics
+    legitimately differ between processes."""
     for run in (Path(a), Path(b)) if check_replicas else ():
         digests = {p.read_text() for p in list_checkpoints(run)[-1].glob("digest_rank*.txt")}
         if len(digests) != 1:
             raise AssertionError(f"{run}: the processes' copies of the method differ after training")
-    la, lb = losses(Path(a)), losses(Path(b))
+    la, lb = _run_losses(Path(a)), _run_losses(Path(b))
     if len(la) != len(lb):
         raise AssertionError(f"runs logged {len(la)} and {len(lb)} steps")
     wa = load_file(str(list_checkpoints(Path(a))[-1] / "model.safetensors"))
     wb = load_file(str(list_checkpoints(Path(b))[-1] / "model.safetensors"))
     if wa.keys() != wb.keys():
-        raise AssertionError("runs saved different state keys")
-    weights = max(
-        (float((wa[k].double() - wb[k].double()).abs().max()) for k in wa if wa[k].is_floating_point() and wa[k].numel()),
-        default=0.0,
-    )
-    return {"loss": max(abs(x - y) for x, y in zip(la, lb)), "weights": weights}
+        raise AssertionError(f"runs saved different state keys: {sorted(set(wa) ^ set(wb))[:5]}")
+    gap: dict[str, Any] = {"loss": 0.0, "weights": 0.0, "worst": "", "worst_values": (0.0, 0.0), "excess": 0.0}
+
+    def excess(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """|x - y| in units of the tolerance (the absolute difference when none is given)."""
+        diff = (x - y).abs()
+        allowed = atol + rtol * y.abs() if rtol or atol else torch.ones_like(y)
+        return torch.where(diff == 0, torch.zeros_like(diff), diff / allowed)
+
+    def consider(where: Callable[[int], str], x: torch.Tensor, y: torch.Tensor) -> None:
+        e = excess(x, y)
+        i = int(e.argmax())
+        if float(e[i]) > gap["excess"] or not gap["worst"]:
+            gap.update(worst=where(i), worst_values=(float(x[i]), float(y[i])), excess=float(e[i]))
+
+    x, y = torch.tensor(la, dtype=torch.float64), torch.tensor(lb, dtype=torch.float64)
+    gap["loss"] = float((x - y).abs().max()) if len(x) else 0.0
+    if len(x):
+        consider(lambda i: f"loss at step {i + 1}", x, y)
+    for key in wa:
+        if wa[key].is_floating_point() and wa[key].numel():
+            x, y = wa[key].double().flatten(), wb[key].double().flatten()
+            gap["weights"] = max(gap["weights"], float((x - y).abs().max()))
+            shape = wa[key].shape
+            consider(lambda i, key=key, shape=shape: f"tensor '{key}' at index "
+                     f"{tuple(int(v) for v in torch.unravel_index(torch.tensor(i), shape))}", x, y)
+    return gap
 
 
+def assert_same_runs(a: Any, b: Any, rtol: float = 1e-5, atol: float = 1e-5, what: str = "runs",
+                     check_replicas: bool = True) -> dict[str, Any]:
+    """Fail unless every logged loss and checkpoint tensor of run ``a`` matches run ``b`` within
+    ``|x - y| <= atol + rtol * |y|``; the message names the worst loss step or tensor and both values."""
+    gap = compare_runs(a, b, check_replicas=check_replicas, rtol=rtol, atol=atol)
+    if gap["excess"] > 1:
+        x, y = gap["worst_values"]
+        raise AssertionError(
+            f"{what} differ: {gap['worst']}: {x!r} in {Path(a).name} vs {y!r} in {Path(b).name} (|difference| "
+            f"{abs(x - y):.3g} > {atol:g} + {rtol:g} x |value|); largest absolute gaps: loss {gap['loss']:.3g}, "
+            f"tensors {gap['weights']:.3g}. Runs: {a} and {b} (log.jsonl, checkpoints/step_N/model.safetensors)"
+        )
+    return gap
 
 
 def _loss_variant_plugin(method: str, suffix: str, scale: float) -> Any:
