@@ -5,7 +5,7 @@ the commands' bodies are :mod:`ssl_kit.commands`).
     python -m ssl_kit validate RECIPE [overrides]       check a recipe without training
     python -m ssl_kit plugins [--json]                  installed plugins and what they provide
     python -m ssl_kit recipes [--json]                  registered recipes
-    python -m ssl_kit describe [--all]                  reference of every recipe key (markdown)
+    python -m ssl_kit describe [--all | --api]          reference of every recipe key, or of the API (markdown)
     python -m ssl_kit export RUN_DIR [--out DIR] [--full-method]
                                                         export a run's newest checkpoint (docs/hub.md)
     python -m ssl_kit push RUN_OR_EXPORT_DIR --repo-id user/name [--private] [--create-pr]
@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = sub.add_parser("describe", help="print the reference of every recipe table and component (markdown)")
     p.add_argument("--all", action="store_true", help="include the components of installed plugins")
+    p.add_argument("--api", action="store_true", help="the Python API a plugin uses instead (docs/reference.md)")
     p = sub.add_parser("export", help="export a run's newest checkpoint: model.safetensors, config.json, model card")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (the recipe's train.output_dir)")
     p.add_argument("--out", metavar="DIR", help="export folder (default: RUN_DIR/export)")
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "recipes":
             commands.recipes(args.json)
         elif args.command == "describe":
-            commands.describe(args.all)
+            commands.describe(args.all, args.api)
         elif args.command == "export":
             commands.export(args.run_dir, args.out, args.full_method)
         elif args.command == "push":

@@ -25,6 +25,7 @@ from ssl_kit.io import dumps_toml, loads_toml
 from ssl_kit.loading import load_encoder
 from ssl_kit.plugins import get_registry
 from ssl_kit.recipe import load_recipe, parse_override
+from ssl_kit.reference import api_markdown
 from ssl_kit.run import run
 
 
@@ -67,9 +68,10 @@ def recipes(as_json: bool) -> None:
         print(f"{row['name']:28s} {row['plugin']:24s} {row['path']}")
 
 
-def describe(all_plugins: bool) -> None:
-    """``python -m ssl_kit describe [--all]``: the reference of every recipe key (markdown)."""
-    print(reference_markdown(plugins=all_plugins), end="")
+def describe(all_plugins: bool, api: bool = False) -> None:
+    """``python -m ssl_kit describe [--all | --api]``: the reference of every recipe key, or of the
+    Python API a plugin uses (markdown; docs/recipes.md and docs/reference.md are its output)."""
+    print(api_markdown() if api else reference_markdown(plugins=all_plugins), end="")
 
 
 def _run_dir(run_dir: Path) -> Path:

@@ -164,6 +164,7 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
             raise ValueError(f"expected at least 2-D input, got {x.dim()}-D")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Batch norm with statistics over every process's batch while training."""
         if not (self.training and is_distributed()):
             return super().forward(x)
         self._check_input_dim(x)

@@ -7,6 +7,7 @@ import inspect
 from typing import Any
 
 from ssl_kit.config import describe
+from ssl_kit.methods.base import Method
 from ssl_kit.plugins import get_registry
 from ssl_kit.recipe import DataConfig, EvalConfig, ExpectedConfig, HubConfig, OptimConfig, TrainConfig
 from ssl_kit.spec import ViewSpec
@@ -65,7 +66,8 @@ def reference_markdown(plugins: bool = False) -> str:
             comp = registry.get(kind, name)
             if not plugins and comp.plugin.name != "ssl_kit":
                 continue
-            doc = _first_line(comp.factory)
+            is_method = isinstance(comp.factory, type) and issubclass(comp.factory, Method)
+            doc = comp.factory.summary() if is_method else _first_line(comp.factory)
             out += [f"### `{name}` ({comp.plugin.distribution})", ""]
             out += ([doc, ""] if doc else []) + _table(comp.config)
     out += ["## View presets (`[views] preset`)", ""]

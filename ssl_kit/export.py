@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import platform
 import re
-import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -60,10 +59,9 @@ def encoder_inputs(info: DatasetInfo, views: ViewSpec) -> dict[str, Any]:
 
 
 def method_about(method: Method) -> dict[str, str]:
-    """What the model card says about the method: its module docstring's first line, and the
+    """What the model card says about the method: its :meth:`~ssl_kit.Method.summary`, and the
     ``paper`` (reference or URL) and ``citation`` (BibTeX) class attributes."""
-    doc = (sys.modules[type(method).__module__].__doc__ or "").strip().splitlines()
-    about = {"description": doc[0].strip() if doc else "", "paper": method.paper, "citation": method.citation}
+    about = {"description": method.summary(), "paper": method.paper, "citation": method.citation}
     return {k: v for k, v in about.items() if isinstance(v, str) and v}
 
 

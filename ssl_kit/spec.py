@@ -96,6 +96,7 @@ class DatasetInfo:
 
     @property
     def labelled(self) -> bool:
+        """Whether the images have labels (``num_classes`` is set)."""
         return self.num_classes is not None
 
     def normalisation(self, normalize: bool) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from ssl_kit.docs import reference_markdown
+from ssl_kit.reference import api_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -12,7 +13,24 @@ def test_recipe_reference_is_current():
     )
 
 
-def test_every_knob_has_help_text():
+def test_api_reference_is_current_and_documents_everything():
+    """docs/reference.md, the API a plugin uses in plain Markdown; regenerate with
+    `python -m ssl_kit describe --api > docs/reference.md`."""
+    text = api_markdown()
+    assert (ROOT / "docs" / "reference.md").read_text() == text, (
+        "docs/reference.md is stale: run `python -m ssl_kit describe --api > docs/reference.md`"
+    )
+    assert "(undocumented)" not in text
+    for name in ("nt_xent", "class `Method`", "set_views", "mlp(", "gather(", "class `DatasetInfo`",
+                 "register_recipe_folder", "class `MethodContract`", "assert_same_runs"):
+        assert name in text, name
+
+
+def test_no_file_cites_a_document_the_project_does_not_contain():
+    for path in [*ROOT.glob("*.md"), *ROOT.glob("docs/*.md"), *ROOT.rglob("*.py"), *ROOT.rglob("*.toml")]:
+        if ".venv" in path.parts or "site-packages" in path.parts or path.name == "test_docs.py":
+            continue
+        assert "METHODS.md" not in path.read_text(errors="replace"), path
     text = reference_markdown()
     rows = [line for line in text.splitlines() if line.startswith("| `")]
     assert rows

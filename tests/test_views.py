@@ -1,5 +1,5 @@
 """The batch contract: views depend on (seed, epoch, index, view) only; group views on (seed,
-epoch, step, group, view); the presets do what METHODS.md section 0 says."""
+epoch, step, group, view); the presets do what their docstrings (and the papers they cite) say."""
 
 import pytest
 import torch
@@ -185,7 +185,7 @@ def test_shared_groups_must_divide_the_global_batch(tmp_path, capsys):
     assert code == 2 and len(lines) == 1 and "[views] shared_groups 3" in lines[0] and "batch_size 128" in lines[0]
 
 
-# --- presets (METHODS.md section 0 and the papers' sections) -----------------------------------
+# --- presets (solo-learn's presets and the papers' augmentations) ------------------------------
 def ops_of(preset, kind="global", view=0, size=32, channels=3):
     """The preset's ops, with those inside RandomApply flattened in: [(op, RandomApply p or None)]."""
     flat = []

@@ -1,6 +1,7 @@
 """Augmentation presets: ``factory(ViewContext) -> list of torchvision v2 transforms``.
 
-The papers' augmentations (METHODS.md), registered by name through ``register_view_presets``;
+The papers' augmentations (each docstring names its source), registered by name through
+``register_view_presets``;
 :func:`build_transform` wraps a preset's list into the full per-image transform.
 """
 
@@ -33,6 +34,7 @@ class ClampUnit(nn.Module):
     another is negative becomes NaN."""
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """``image`` clamped to [0, 1]."""
         return image.clamp(0.0, 1.0)
 
 
@@ -45,17 +47,20 @@ def _crop(ctx: ViewContext, flip: bool = True) -> list[nn.Module]:
 
 
 def preset_simclr(ctx: ViewContext) -> list[nn.Module]:
-    """solo-learn's symmetric SimCLR augmentation (METHODS.md section 0)."""
+    """SimCLR's augmentation as solo-learn's ``symmetric`` CIFAR preset: crop (scale 0.08-1, bicubic),
+    flip, colour jitter (0.8, 0.8, 0.8, 0.2) at p 0.8, grayscale p 0.2, Gaussian blur p 0.5."""
     return _crop(ctx) + _color_ops(ctx, (0.8, 0.8, 0.8, 0.2)) + [_blur(ctx.size, 0.5)]
 
 
 def preset_mocov2(ctx: ViewContext) -> list[nn.Module]:
-    """solo-learn's symmetric_weak preset (MoCo): weaker colour jitter."""
+    """MoCo v2's augmentation as solo-learn's ``symmetric_weak`` preset: SimCLR's with weaker colour
+    jitter (0.4, 0.4, 0.4, 0.1)."""
     return _crop(ctx) + _color_ops(ctx, (0.4, 0.4, 0.4, 0.1)) + [_blur(ctx.size, 0.5)]
 
 
 def preset_byol(ctx: ViewContext) -> list[nn.Module]:
-    """BYOL's asymmetric preset: no blur, solarize (p 0.2) on the second global view only."""
+    """BYOL's augmentation as solo-learn's ``asymmetric`` CIFAR preset: jitter (0.4, 0.4, 0.2, 0.1), no
+    blur, solarize (p 0.2) on the second global view only."""
     ops = _crop(ctx) + _color_ops(ctx, (0.4, 0.4, 0.2, 0.1))
     if ctx.kind == "global" and ctx.view % 2 == 1:
         ops.append(v2.RandomSolarize(threshold=0.5, p=0.2))
@@ -63,8 +68,8 @@ def preset_byol(ctx: ViewContext) -> list[nn.Module]:
 
 
 def preset_relic(ctx: ViewContext) -> list[nn.Module]:
-    """ReLIC (METHODS.md section 1): strong jitter, Gaussian blur always, solarize (p 0.2, threshold
-    127/255) on global views only. ReLIC trains without mean/std normalisation (its method sets
+    """ReLIC (Mitrovic et al., ICLR 2021; as its reference code, relic-pytorch 0.4.1): strong jitter,
+    Gaussian blur always, solarize (p 0.2, threshold 127/255) on global views only. ReLIC trains without mean/std normalisation (its method sets
     ``normalize = false``); its recipes set the crop scales (global 0.1-1, local 0.05-1)."""
     ops = _crop(ctx) + _color_ops(ctx, (0.8, 0.8, 0.8, 0.2)) + [_blur(ctx.size, 1.0)]
     if ctx.kind == "global":
@@ -73,18 +78,21 @@ def preset_relic(ctx: ViewContext) -> list[nn.Module]:
 
 
 def preset_decoupled_uniformity(ctx: ViewContext) -> list[nn.Module]:
-    """Decoupled Uniformity (METHODS.md section 5): SimCLR's jitter, no blur, no solarize."""
+    """Decoupled Uniformity (Dufumier et al., ICML 2023; as its reference code's CIFAR transforms):
+    SimCLR's jitter, no blur, no solarize."""
     return _crop(ctx) + _color_ops(ctx, (0.8, 0.8, 0.8, 0.2))
 
 
 def preset_qare(ctx: ViewContext) -> list[nn.Module]:
-    """QARe / SparseCLR (METHODS.md section 4): the same list as Decoupled Uniformity's."""
+    """QARe / SparseCLR (Moskalev et al., ECCV 2022; as its reference code): the same list as
+    Decoupled Uniformity's."""
     return preset_decoupled_uniformity(ctx)
 
 
 def preset_care(ctx: ViewContext) -> list[nn.Module]:
-    """CARE (METHODS.md section 3), for its InfoNCE views and its group-augmented copies alike:
-    weak jitter, blur with a fixed 3 px kernel at p 0.5."""
+    """CARE (Gupta et al., "Structuring Representation Geometry with Rotationally Equivariant
+    Contrastive Learning"; as its reference code), for its InfoNCE views and its group-augmented
+    copies alike: weak jitter, blur with a fixed 3 px kernel at p 0.5."""
     blur = v2.RandomApply([v2.GaussianBlur(3, sigma=(0.1, 2.0))], p=0.5)
     return _crop(ctx) + _color_ops(ctx, (0.4, 0.4, 0.4, 0.1)) + [blur]
 

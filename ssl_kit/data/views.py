@@ -16,7 +16,7 @@ Randomness of every view derives from ``(seed, epoch, index, view)`` alone, neve
 global RNG, so a resumed run, a different ``num_workers`` and 1 vs 2 processes see identical views
 for the same sample. Where views are built (DataLoader workers today) is an implementation detail.
 
-Group views (CARE's group-augmented copies, METHODS.md section 3): the GLOBAL batch is cut into
+Group views (the group-augmented copies of CARE, Gupta et al.): the GLOBAL batch is cut into
 ``shared_groups`` contiguous groups by position; every image of a group gets the same augmentation
 parameters for a group view, drawn afresh per group, step and view from
 ``(seed, epoch, step, group, view)``. As that depends on global positions only, a group may span

@@ -12,6 +12,7 @@ and export use.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -22,7 +23,11 @@ from ssl_kit.spec import ViewSpec
 
 
 class Method(nn.Module):
-    """Base class of every method: ``forward(batch) -> dict`` plus the optional hooks below."""
+    """Base class of every method: ``forward(batch) -> dict`` plus the optional hooks below.
+
+    Class attributes: ``views`` (the default :class:`~ssl_kit.spec.ViewSpec`), ``min_global_views``
+    (fewest global views ``forward`` can use), ``paper`` and ``citation`` (shown in the model card,
+    whose "Method" line is :meth:`summary`)."""
 
     #: Default views; recipes override fields through their ``[views]`` table.
     views: ViewSpec = ViewSpec()
@@ -37,6 +42,13 @@ class Method(nn.Module):
         self.backbone = backbone
         self.cfg = cfg
 
+    @classmethod
+    def summary(cls) -> str:
+        """One line about the method: the first line of its module's docstring (a method lives in
+        its own file). The model card's "Method" line and ``python -m ssl_kit describe`` show it."""
+        doc = (sys.modules[cls.__module__].__doc__ or "").strip()
+        return doc.splitlines()[0].strip() if doc else ""
+
     def view_spec(self) -> ViewSpec:
         """The views this method needs (may depend on ``self.cfg``)."""
         return self.views
@@ -50,6 +62,7 @@ class Method(nn.Module):
         self.views = views
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:  # pragma: no cover
+        """The batch of :mod:`ssl_kit.data.views` -> ``{"loss": scalar, **metrics, "features": ...}``."""
         raise NotImplementedError
 
     def on_train_start(self, steps_per_epoch: int, max_steps: int) -> None:

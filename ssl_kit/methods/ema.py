@@ -38,6 +38,7 @@ class EMA(nn.Module):
         self.register_buffer("momentum", torch.tensor(base, dtype=torch.float64))
 
     def forward(self, *args, **kwargs):
+        """The target network's output (call it under ``torch.no_grad()``)."""
         return self.target(*args, **kwargs)
 
     @torch.no_grad()

@@ -24,6 +24,7 @@ class Queue(nn.Module):
 
     @property
     def size(self) -> int:
+        """Keys each queue holds."""
         return self.queue.shape[-1]
 
     @torch.no_grad()

@@ -20,7 +20,9 @@ def softmax(values):
 
 
 def by_hand(logits, variant):
-    """C and KL of METHODS.md section 1 with plain floats, for a small list-of-lists L."""
+    """C and KL of the ReLIC loss (the discrimination term and the KL invariance penalty between
+    the row and column softmax of L, as ssl_kit_relic.loss documents them) with plain floats, for
+    a small list-of-lists L."""
     n = len(logits)
     if variant == "contrastive":
         c = -sum(math.log(softmax(logits[i])[i]) for i in range(n)) / n

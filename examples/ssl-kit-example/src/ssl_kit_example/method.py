@@ -56,6 +56,8 @@ class AlignUniform(Method):
         self.projector = mlp(backbone.num_features, 2 * cfg.proj_dim, cfg.proj_dim)
 
     def forward(self, batch):
-        z1, z2 = (self.projector(self.backbone(v)) for v in batch["global"])
+        h = [self.backbone(v) for v in batch["global"]]
+        z1, z2 = (self.projector(x) for x in h)
         loss, align, uniform = align_uniform_loss(z1, z2, self.cfg.alpha, self.cfg.t, self.cfg.uniform_weight)
-        return {"loss": loss, "align": align.detach(), "uniform": uniform.detach()}
+        # features: the backbone's, view-major; the online linear probe trains on them (detached)
+        return {"loss": loss, "align": align.detach(), "uniform": uniform.detach(), "features": torch.cat(h)}
