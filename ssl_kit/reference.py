@@ -69,9 +69,11 @@ def _fields(cls: type) -> list[str]:
 
 
 def _class(name: str, cls: type) -> list[str]:
-    own = [(n, m) for n, m in vars(cls).items() if not n.startswith("_") and (inspect.isfunction(m) or isinstance(m, property))]
+    own = [(n, m.__func__ if isinstance(m, (classmethod, staticmethod)) else m) for n, m in vars(cls).items()
+           if not n.startswith("_") and (inspect.isfunction(m) or isinstance(m, (property, classmethod, staticmethod)))]
     base = ", ".join(b.__name__ for b in cls.__bases__ if b is not object)
-    lines = [f"### class `{name}`" + (f"({base})" if base else ""), "", _doc(cls)]
+    signature = re.sub(r" -> '?None'?$", "", _signature(cls))
+    lines = [f"### class `{name}{signature}`" + (f" (a subclass of {base})" if base else ""), "", _doc(cls)]
     if dataclasses.is_dataclass(cls):
         lines += _fields(cls)
     for method_name, member in own:

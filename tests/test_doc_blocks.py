@@ -49,6 +49,8 @@ def plugin_guide_toml_kind(text: str) -> str:
         return "pyproject"
     if text.startswith("# src/ssl_kit_mymethod/recipes/"):
         return "recipe"
+    if text.startswith("# tests/contract/"):
+        return "contract"
     return "extends" if text.startswith("extends") else "unknown"
 
 
@@ -146,6 +148,14 @@ def test_plugin_guide_extends_blocks_mean_what_the_text_says(tmp_path):
                                                                 "train.max_steps=1", "train.progress=false",
                                                                 "eval.enabled=false"]))
     assert results["steps"] == 1
+
+
+def test_plugin_guide_contract_recipe_of_built_in_parts_trains(tmp_path):
+    (text,) = [b for b in blocks(ROOT / "docs" / "plugins.md", "toml") if plugin_guide_toml_kind(b) == "contract"]
+    (tmp_path / "contract.toml").write_text(text)
+    results = train(load_recipe(str(tmp_path / "contract.toml"), [f"train.output_dir={tmp_path / 'run'}",
+                                                                  "train.progress=false", "eval.enabled=false"]))
+    assert results["steps"] == 4
 
 
 # --- docs/hub.md ---------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ def test_api_reference_is_current_and_documents_everything():
         "docs/reference.md is stale: run `python -m ssl_kit describe --api > docs/reference.md`"
     )
     assert "(undocumented)" not in text
-    for name in ("nt_xent", "class `Method`", "set_views", "mlp(", "gather(", "class `DatasetInfo`",
-                 "register_recipe_folder", "class `MethodContract`", "assert_same_runs"):
+    for name in ("nt_xent", "class `Method(", "set_views", "mlp(", "gather(", "class `DatasetInfo(",
+                 "register_recipe_folder", "class `MethodContract(", "assert_same_runs", "summary("):
         assert name in text, name
 
 

@@ -1,4 +1,5 @@
-"""The dataset contract and the in-memory dataset every small source builds on.
+"""The dataset contract (``ssl_kit.data.ImageDataset``) and the in-memory dataset every small source
+builds on (``ssl_kit.data.TensorImages``).
 
 A dataset factory is ``factory(cfg, split) -> ImageDataset``. Items are dicts
 ``{"image": PIL image or uint8 tensor (C, H, W), "index": int, "label": int (if labelled),

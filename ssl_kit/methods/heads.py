@@ -18,6 +18,8 @@ def mlp(
 
     ``num_layers`` counts Linear layers. ``batch_norm`` adds BN after each hidden Linear (its bias
     is then dropped); ``last_batch_norm`` adds a non-affine BN at the end (SimSiam's projector).
+    ``bias = False`` drops the bias of every Linear, the last one included (ReLIC's critic; a
+    loss that ignores a shift of its input, VICReg's, gives a last bias no gradient).
     """
     if num_layers < 1:
         raise ValueError(f"num_layers must be >= 1, got {num_layers}")

@@ -7,7 +7,7 @@ import torch
 
 from ssl_kit import hookimpl, register_recipe_folder
 from ssl_kit.config import knob
-from ssl_kit.data.sources import TensorImages
+from ssl_kit.data import TensorImages
 
 from ssl_kit_example.method import AlignUniform, AlignUniformConfig, align_uniform_loss
 
