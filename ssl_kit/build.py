@@ -25,11 +25,11 @@ from ssl_kit.data.sampler import EpochBatchSampler
 from ssl_kit.data.views import MultiViewDataset, multi_view
 from ssl_kit.errors import PluginError, UserError
 from ssl_kit.eval.online import PREFIX, OnlineProbe
-from ssl_kit.weights import load_strict
 from ssl_kit.methods.base import Method
 from ssl_kit.plugins import get_registry
 from ssl_kit.recipe import OptimConfig, Recipe
 from ssl_kit.spec import DatasetInfo, ViewSpec
+from ssl_kit.weights import load_strict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,9 +38,16 @@ class Components:
 
     recipe: Recipe
     dataset: ImageDataset
-    info: DatasetInfo
     method: Method
-    views: ViewSpec
+
+    @property
+    def info(self) -> DatasetInfo:
+        return self.dataset.info
+
+    @property
+    def views(self) -> ViewSpec:
+        """The final views, as the method received them."""
+        return self.method.views
 
 
 # --- dataset, method, views --------------------------------------------------------------------
@@ -85,8 +92,7 @@ def build_method(recipe: Recipe, info: DatasetInfo) -> Method:
 def build(recipe: Recipe, split: str | None = None) -> Components:
     """Dataset (``split``, default ``data.train_split``), its info, the method and its views."""
     dataset = build_dataset(recipe, split or recipe.data.train_split)
-    method = build_method(recipe, dataset.info)
-    return Components(recipe, dataset, dataset.info, method, method.views)
+    return Components(recipe, dataset, build_method(recipe, dataset.info))
 
 
 def restore(recipe: Recipe, checkpoint: Path, info: DatasetInfo) -> tuple[Method, OnlineProbe | None]:

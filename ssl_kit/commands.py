@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ssl_kit.build import build, restore
+from ssl_kit.build import build, build_dataset, restore
 from ssl_kit.checkpoint import list_checkpoints
 from ssl_kit.docs import reference_markdown
 from ssl_kit.errors import CheckpointError, UserError, one_line
@@ -101,11 +101,11 @@ def export(run_dir: str | Path, out: str | Path | None = None, full_method: bool
         raise UserError(f"'{results_file}' is not valid JSON: {one_line(err)}") from None
     recipe = load_recipe(str(run_dir / "recipe.toml"))
     recipe = dataclasses.replace(recipe, name=results.get("recipe") or run_dir.name)
-    parts = build(recipe)
-    method, _ = restore(recipe, newest, parts.info)
+    info = build_dataset(recipe, recipe.data.train_split).info
+    method, _ = restore(recipe, newest, info)
     out_dir = Path(out) if out is not None else run_dir / "export"
     results.setdefault("steps", int(newest.name[5:]))
-    export_encoder(method, recipe, out_dir, results, encoder_inputs(parts.info, parts.views),
+    export_encoder(method, recipe, out_dir, results, encoder_inputs(info, method.views),
                    full_method=full_method or recipe.hub.full_method)
     write_model_card(out_dir, results, recipe.resolved())
     print(f"exported {newest.name} of {run_dir} to {out_dir}")
@@ -169,14 +169,15 @@ def evaluate(target: str, evaluators: list[str] | None = None, overrides: list[s
     (out_dir / "recipe.toml").write_text(dumps_toml(_keep_evaluators(loads_toml(tree_text), overrides)))
     recipe = load_recipe(str(out_dir / "recipe.toml"), [*overrides, "eval.enabled=true"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    parts = build(recipe, recipe.eval.train_split)
-    method = encoder = probe = None
+    encoder = probe = None
     if kind == "run":
-        method, probe = restore(recipe, _newest_checkpoint(path, "evaluate"), parts.info)
-        method = method.to(device)
+        info = build_dataset(recipe, recipe.eval.train_split).info
+        method, probe = restore(recipe, _newest_checkpoint(path, "evaluate"), info)
+        views, method = method.views, method.to(device)
     else:
+        method, views = None, build(recipe, recipe.eval.train_split).views
         encoder = load_encoder(path).to(device).eval()
-    results = evaluate_run(recipe, method, parts.views, out_dir, device, encoder=encoder, probe=probe,
+    results = evaluate_run(recipe, method, views, out_dir, device, encoder=encoder, probe=probe,
                            log_file=path / "log.jsonl" if kind == "run" else None)
     results["evaluated"] = {"kind": kind, "target": target}
     (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -35,7 +35,7 @@ from ssl_kit.methods.base import Method
 from ssl_kit.recipe import Recipe
 from ssl_kit.spec import DatasetInfo, ViewSpec
 from ssl_kit.version import __version__
-from ssl_kit.weights import save_tensors
+from ssl_kit.weights import save_tensors, sha256_file
 
 WEIGHTS = "model.safetensors"  # the encoder the evaluators see
 METHOD_WEIGHTS = "method.safetensors"  # optional: every tensor of the method
@@ -109,10 +109,11 @@ def export_encoder(
     out_dir.mkdir(parents=True, exist_ok=True)
     features = recipe.eval.features
     encoder = feature_module(method, features)
-    sha256 = {WEIGHTS: save_tensors(encoder.state_dict(), out_dir / WEIGHTS, {"format": "pt", "contents": "ssl_kit encoder"})}
+    sha256 = {WEIGHTS: sha256_file(save_tensors(encoder.state_dict(), out_dir / WEIGHTS,
+                                                {"format": "pt", "contents": "ssl_kit encoder"}))}
     if full_method:
-        sha256[METHOD_WEIGHTS] = save_tensors(method.state_dict(), out_dir / METHOD_WEIGHTS,
-                                              {"format": "pt", "contents": "ssl_kit method"})
+        sha256[METHOD_WEIGHTS] = sha256_file(save_tensors(method.state_dict(), out_dir / METHOD_WEIGHTS,
+                                                          {"format": "pt", "contents": "ssl_kit method"}))
     elif (out_dir / METHOD_WEIGHTS).exists():
         (out_dir / METHOD_WEIGHTS).unlink()  # from an earlier export: it would not match this one
     resolved = recipe.resolved()

@@ -21,7 +21,7 @@ from ssl_kit.errors import CheckpointError, UserError, one_line
 from ssl_kit.export import CARD, CONFIG, METHOD_WEIGHTS, WEIGHTS, card_for_repo, read_config
 from ssl_kit.io import write_json
 from ssl_kit.methods.base import Method
-from ssl_kit.weights import check_safetensors, save_tensors
+from ssl_kit.weights import check_safetensors, save_tensors, sha256_file
 
 HUB_FILES = (CONFIG, WEIGHTS, CARD)  # what from_pretrained downloads from a Hub repo
 
@@ -61,8 +61,9 @@ class PushToHub:
             out = Path(tmp)
             config = read_config(source)
             # The weights may have changed since the export (fine-tuning): record theirs.
-            config["sha256"] = {WEIGHTS: save_tensors(self.state_dict(), out / WEIGHTS,  # type: ignore[attr-defined]
-                                                      {"format": "pt", "contents": "ssl_kit encoder"})}
+            weights = save_tensors(self.state_dict(), out / WEIGHTS,  # type: ignore[attr-defined]
+                                   {"format": "pt", "contents": "ssl_kit encoder"})
+            config["sha256"] = {WEIGHTS: sha256_file(weights)}
             write_json(out / CONFIG, config)
             if (source / CARD).exists():
                 (out / CARD).write_text((source / CARD).read_text())

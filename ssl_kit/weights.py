@@ -21,9 +21,9 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> str:
-    """Write ``tensors`` (moved to the CPU, contiguous) as safetensors, atomically; returns the
-    file's sha256."""
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
+    """Write ``tensors`` (moved to the CPU, contiguous) as safetensors, atomically; returns the path
+    (exports record its :func:`sha256_file`; checkpoints need not read it back)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
@@ -31,7 +31,7 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[st
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    return sha256_file(path)
+    return path
 
 
 def check_safetensors(path: Path, what: str) -> None:

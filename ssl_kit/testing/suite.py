@@ -26,7 +26,7 @@ from typing import Any, Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from ssl_kit.build import build, build_views, restore
+from ssl_kit.build import build, build_dataset, build_views, restore
 from ssl_kit.checkpoint import list_checkpoints
 from ssl_kit.data.sampler import EpochBatchSampler
 from ssl_kit.loading import load_encoder
@@ -149,7 +149,8 @@ class MethodContract:
         run(recipe)
         encoder = load_encoder(tmp_path / "export")
         method, batch = first_batch(recipe)
-        trained, _ = restore(recipe, tmp_path / "checkpoints" / "step_1", build(recipe).info)
+        info = build_dataset(recipe, recipe.data.train_split).info
+        trained, _ = restore(recipe, tmp_path / "checkpoints" / "step_1", info)
         with torch.no_grad():
             image = batch["global"][0]
             assert torch.equal(encoder(image), trained.encoder()(image)), \
