@@ -1,20 +1,26 @@
 """CPU quality comparison of methods on the CIFAR-10 JPEG copy: a fixed 10k-image train subset,
-the 10,000 test images, a small convnet, the same number of epochs for every method, several
-seeds; prints a markdown table of k-NN accuracy (mean and standard deviation over the seeds) with
-the same network at random initialisation as a row.
+the test images (all 10,000, or a per-class subset), a small convnet, the same number of epochs
+for every method, several seeds; prints a markdown table of k-NN accuracy (mean and standard
+deviation over the seeds) with the same network at random initialisation as a row.
 
     python benchmarks/cifar10_subset_knn.py --archive ../shared/data/cifar10-jpg.tar.gz \\
-        --methods simclr relic --seeds 0 1 2 --epochs 12
+        --methods simclr relic --seeds 0 1 2 --epochs 12 --compare relic:simclr
+
+A method row is a file benchmarks/methods/<row>.toml: the recipe tables in which it differs from
+the shared settings below (usually [method] and [views]; also [backbone], [optim] or [eval] keys),
+deep-merged over them. Plugins' rows need their plugin installed (pip install -e plugins/<name>).
+`--compare a:b` prints the difference of the means with its standard error; a difference counts
+only beyond twice that error.
 
 The archive is extracted into --work (default .data/, ignored by git) once; the subset is the
 first --per-class files (sorted names) of each class folder, linked into a folder of its own that
-the `image_folder` dataset reads. Needs the ReLIC plugin for `relic`
-(pip install -e plugins/ssl-kit-relic).
+the `image_folder` dataset reads.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import json
 import statistics
 import tarfile
@@ -23,10 +29,12 @@ from pathlib import Path
 
 import torch
 
+from ssl_kit.io import dumps_toml, loads_toml
 from ssl_kit.recipe import load_recipe
 from ssl_kit import train
 
 KNN = "knn_cosine_k20_t0.07_top1"
+ROWS = Path(__file__).parent / "methods"
 
 COMMON = """
 [backbone]
@@ -36,7 +44,7 @@ pool_after = [0, 1]
 output_grid = 1
 [data]
 name = "image_folder"
-root = "{root}"
+root = ""
 batch_size = 256
 num_workers = 0
 mean = [0.4914, 0.4822, 0.4465]
@@ -57,58 +65,58 @@ online_probe = false
 plots = false
 """
 
-# Each method with its own paper's views; everything else is shared.
-METHODS = {
-    "simclr": """
-[method]
-name = "simclr"
-temperature = 0.2
-[views]
-preset = "simclr"
-global_size = 32
-""",
-    "relic": """
-[method]
-name = "relic"
-[views]
-preset = "relic"
-normalize = false
-global_size = 32
-global_scale = [0.1, 1.0]
-local_views = 4
-local_size = 13
-local_scale = [0.05, 1.0]
-""",
-}
+
+def merge(base: dict, top: dict) -> dict:
+    """``top`` over ``base``, tables merged key by key (a component's new name keeps nothing of
+    the old one's table: a changed ``name`` replaces the whole table)."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and value.get("name", base[key].get("name")) == base[key].get("name"):
+            out[key] = merge(base[key], value)
+        else:
+            out[key] = value
+    return out
 
 
-def prepare(archive: Path, work: Path, per_class: int) -> Path:
-    """Extract the archive once and link a fixed per-class train subset next to the test split."""
+def rows() -> list[str]:
+    return sorted(p.stem for p in ROWS.glob("*.toml"))
+
+
+def prepare(archive: Path, work: Path, per_class: int, test_per_class: int | None) -> Path:
+    """Extract the archive once and link fixed per-class subsets (the first file names of each
+    class folder) of the train split and, with ``test_per_class``, of the test split."""
     source = work / "cifar10-jpg"
     if not (source / "train").is_dir():
         work.mkdir(parents=True, exist_ok=True)
         with tarfile.open(archive) as tar:
             tar.extractall(work, filter="data")
-    subset = work / f"cifar10-{per_class * 10 // 1000}k"
+    subset = work / (f"cifar10-{per_class}-per-class" + (f"-test-{test_per_class}" if test_per_class else ""))
     if not (subset / "train").is_dir():
-        for folder in sorted((source / "train").iterdir()):
-            target = subset / "train" / folder.name
-            target.mkdir(parents=True)
-            for image in sorted(folder.iterdir())[:per_class]:
-                (target / image.name).symlink_to(image.resolve())
-        (subset / "test").symlink_to((source / "test").resolve())
+        for split, count in (("train", per_class), ("test", test_per_class)):
+            if count is None:
+                (subset / split).symlink_to((source / split).resolve())
+                continue
+            for folder in sorted((source / split).iterdir()):
+                target = subset / split / folder.name
+                target.mkdir(parents=True)
+                for image in sorted(folder.iterdir())[:count]:
+                    (target / image.name).symlink_to(image.resolve())
     return subset
 
 
 def run(method: str, seed: int, epochs: int, root: Path, out: Path) -> dict:
     recipe_file = out / f"{method}.toml"
     recipe_file.parent.mkdir(parents=True, exist_ok=True)
-    recipe_file.write_text(METHODS[method] + COMMON.format(root=root))
+    tree = merge(loads_toml(COMMON), loads_toml((ROWS / f"{method}.toml").read_text()))
+    tree["data"]["root"] = str(root)
+    recipe_file.write_text(dumps_toml(tree))
     overrides = [f"train.seed={seed}", f"train.epochs={epochs}", f"train.output_dir={out / f'{method}-{seed}'}",
                  "eval.baselines=['random_init']", "train.resume=never"]
     started = time.time()
     results = train(load_recipe(str(recipe_file), overrides))
-    return {"trained": results["results"]["trained"][KNN], "random_init": results["results"]["random_init"][KNN],
+    trained = results["results"]["trained"]
+    others = {k: v for k, v in trained.items() if k != KNN and k.endswith(("_top1", "_score"))}
+    return {"trained": trained[KNN], "random_init": results["results"]["random_init"][KNN], "others": others,
             "train_seconds": results["train_seconds"], "wall": time.time() - started}
 
 
@@ -117,34 +125,48 @@ def main() -> None:
     parser.add_argument("--archive", type=Path, default=Path("../shared/data/cifar10-jpg.tar.gz"))
     parser.add_argument("--work", type=Path, default=Path(".data"))
     parser.add_argument("--per-class", type=int, default=1000, help="train images per class (10 classes)")
-    parser.add_argument("--methods", nargs="+", default=["simclr", "relic"], choices=sorted(METHODS))
+    parser.add_argument("--test-per-class", type=int, default=None, help="test images per class (default: all 1,000)")
+    parser.add_argument("--methods", nargs="+", default=["simclr", "relic"], choices=rows(),
+                        help="rows: the files of benchmarks/methods/")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-cifar10-subset"))
+    parser.add_argument("--compare", nargs="*", default=[], metavar="A:B", help="rows whose k-NN difference to print")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (run one process per core)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    root = prepare(args.archive, args.work, args.per_class)
-    rows: dict[str, list[dict]] = {}
+    root = prepare(args.archive, args.work, args.per_class, args.test_per_class)
+    table: dict[str, list[dict]] = {}
     for method in args.methods:
         for seed in args.seeds:
-            rows.setdefault(method, []).append(run(method, seed, args.epochs, root, args.out))
-            print(json.dumps({"method": method, "seed": seed, **rows[method][-1]}), flush=True)
+            table.setdefault(method, []).append(run(method, seed, args.epochs, root, args.out))
+            print(json.dumps({"method": method, "seed": seed, **table[method][-1]}), flush=True)
 
     def cell(values: list[float]) -> str:
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         return f"{statistics.mean(values):.2f} ± {spread:.2f}"
 
-    print(f"\n{args.per_class * 10} train images (CIFAR-10 JPEG copy), 10,000 test images, convnet [32, 64, 128], "
+    tests = f"{args.test_per_class * 10:,}" if args.test_per_class else "10,000"
+    print(f"\n{args.per_class * 10} train images (CIFAR-10 JPEG copy), {tests} test images, convnet [32, 64, 128] unless a row says otherwise, "
           f"{args.epochs} epochs, seeds {args.seeds}; k-NN cosine k=20 T=0.07 (solo-learn), mean ± std\n")
     # random init per method: its heads draw from the seed too, and its views may skip normalisation
-    print("| method | random init k-NN top-1 | trained k-NN top-1 | train time per run |")
-    print("|---|---|---|---|")
-    for method, runs in rows.items():
+    print("| method | random init k-NN top-1 | trained k-NN top-1 | other metrics (trained) | train time per run |")
+    print("|---|---|---|---|---|")
+    for method, runs in table.items():
         seconds = statistics.mean(r["train_seconds"] for r in runs)
+        others = ", ".join(f"{k} {cell([r['others'][k] for r in runs])}" for k in sorted(runs[0]["others"]))
         print(f"| {method} | {cell([r['random_init'] for r in runs])} | {cell([r['trained'] for r in runs])} "
-              f"| {seconds:.0f} s |")
+              f"| {others or '-'} | {seconds:.0f} s |")
+    for pair in args.compare:
+        a, _, b = pair.partition(":")
+        if a not in table or b not in table:
+            raise SystemExit(f"--compare {pair}: both rows must be among --methods")
+        x, y = [r["trained"] for r in table[a]], [r["trained"] for r in table[b]]
+        diff = statistics.mean(x) - statistics.mean(y)
+        se = math.sqrt(statistics.variance(x) / len(x) + statistics.variance(y) / len(y)) if min(len(x), len(y)) > 1 else float("nan")
+        verdict = "counts (beyond 2 standard errors)" if abs(diff) > 2 * se else "within 2 standard errors: no difference shown"
+        print(f"\n{a} - {b}: {diff:+.2f} k-NN points, standard error {se:.2f}; {verdict}")
 
 
 if __name__ == "__main__":

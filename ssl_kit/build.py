@@ -24,6 +24,7 @@ from ssl_kit.data.base import ImageDataset
 from ssl_kit.data.sampler import EpochBatchSampler
 from ssl_kit.data.views import MultiViewDataset, multi_view
 from ssl_kit.errors import PluginError, UserError
+from ssl_kit.eval.features import feature_module
 from ssl_kit.eval.online import PREFIX, OnlineProbe
 from ssl_kit.methods.base import Method
 from ssl_kit.plugins import get_registry
@@ -86,6 +87,8 @@ def build_method(recipe: Recipe, info: DatasetInfo) -> Method:
         raise PluginError(f"method '{recipe.method_name}' ({comp.plugin.distribution}) built a "
                           f"{type(method).__name__}, which is not an ssl_kit.Method subclass")
     method.set_views(final_views(method, recipe))
+    for choice in (recipe.eval.features, *recipe.eval.extra_features):
+        feature_module(method, choice)  # a head the method lacks fails now, not after training
     return method
 
 

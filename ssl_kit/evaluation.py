@@ -70,6 +70,7 @@ def evaluate_run(
         "method": recipe.method_name,
         "backbone": recipe.backbone_name,
         "features": recipe.eval.features,
+        **({"extra_features": list(recipe.eval.extra_features)} if recipe.eval.extra_features else {}),
         "data": {"train": train_set.info.description, "test": test_set.info.description},
     }
     for key, ds in (("train_indices", train_set), ("test_indices", test_set)):
@@ -85,8 +86,9 @@ def evaluate_run(
     results["protocols"] = {name: ev.protocol for name, ev in evaluators.items()}
     transform = eval_transform(train_set.info, views)
     ctx = EvalContext(transform, device, recipe.eval.batch_size, augmentation(train_set.info, views))
-    if method is None and recipe.eval.features != "encoder":
-        raise UserError(f"[eval] features = '{recipe.eval.features}' needs the full method; an export holds only its encoder")
+    if method is None and (recipe.eval.features != "encoder" or recipe.eval.extra_features):
+        what = f"features = '{recipe.eval.features}'" if recipe.eval.features != "encoder" else "extra_features"
+        raise UserError(f"[eval] {what} needs the full method; an export holds only its encoder")
     sources: dict[str, tuple[nn.Module | None, Callable]] = {}
     if "raw" in recipe.eval.baselines:
         sources["raw"] = (None, eval_transform(train_set.info, views, size=train_set.info.image_size))
@@ -95,6 +97,9 @@ def evaluate_run(
         sources["random_init"] = (feature_module(untrained, recipe.eval.features), transform)
     trained = encoder if method is None else feature_module(method, recipe.eval.features)
     sources["trained"] = (trained, transform)
+    if method is not None:
+        for choice in recipe.eval.extra_features:
+            sources[f"trained:{choice}"] = (feature_module(method, choice), transform)
 
     rows: dict[str, dict[str, float]] = {}
     kept: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}

@@ -295,3 +295,33 @@ def test_linear_probe_rejects_bad_inputs_with_clear_message(change, message):
     args.update(change)
     with pytest.raises(ValueError, match=message):
         linear_probe(**args)
+
+
+def test_linear_probe_balanced_scoring_and_saga_solver():
+    # 3 classes, class 2 rare and overlapping class 0: plain accuracy hides its misses, balanced
+    # accuracy (the mean per-class recall) does not.
+    rng = np.random.default_rng(5)
+    counts = [120, 120, 12]
+    centres = np.array([[0.0, 0.0], [6.0, 0.0], [0.5, 0.0]])
+    def split():
+        y = np.repeat(np.arange(3), counts)
+        return centres[y] + rng.normal(size=(len(y), 2)), y
+    (train, y_train), (test, y_test) = split(), split()
+    out = linear_probe(train, y_train, test, y_test, solver="saga", scoring="balanced_accuracy",
+                       c_grid=[0.01, 1.0], cv_folds=3)
+    assert out.keys() == {"linear_C", "linear_top1", "linear_balanced_top1"}
+    recalls = []
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=out["linear_C"], solver="saga", max_iter=1000,
+                                                               random_state=0)).fit(train, y_train)
+    predicted = model.predict(test)
+    recalls = [(predicted[y_test == c] == c).mean() for c in range(3)]
+    assert out["linear_balanced_top1"] == pytest.approx(100 * np.mean(recalls))
+    assert out["linear_top1"] == pytest.approx(100 * (predicted == y_test).mean())
+    assert out["linear_balanced_top1"] < out["linear_top1"]  # the rare class is the one it misses
+    with pytest.raises(ValueError, match="solver must be one of lbfgs, saga"):
+        linear_probe(train, y_train, test, y_test, solver="newton")
+    with pytest.raises(ValueError, match="scoring must be one of accuracy, balanced_accuracy"):
+        linear_probe(train, y_train, test, y_test, scoring="f1")

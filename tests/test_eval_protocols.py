@@ -192,3 +192,29 @@ def test_expected_number_is_compared_only_with_a_result_of_its_own_protocol():
     assert offline_only["measured"] is None and "not compared" in offline_only["summary"]
     unnamed = compare_expected(ExpectedConfig(value=82.53, protocol="calibrated linear"), both)
     assert unnamed["measured"] is None and "names no metric" in unnamed["summary"]
+
+
+def test_linear_torch_weight_decay_grid_is_chosen_on_held_out_rows():
+    train_set, test_set = separable(n=200), separable(seed=1)
+    scores = train_linear_probe(nn.Flatten(), train_set, test_set, to_tensor, lr=0.5, epochs=20, batch_size=32,
+                                weight_decay_grid=[10.0, 0.0], val_fraction=0.2)
+    assert scores["linear_torch_wd"] == 0.0  # SGD with a decay of 10 at lr 0.5 diverges: it loses on the held-out rows
+    plain = train_linear_probe(nn.Flatten(), train_set, test_set, to_tensor, lr=0.5, epochs=20, batch_size=32)
+    assert scores["linear_torch_top1"] == plain["linear_torch_top1"]  # then refit on all rows as without a grid
+    with pytest.raises(ValueError, match="weight_decay_grid must be a non-empty list"):
+        train_linear_probe(nn.Flatten(), train_set, test_set, to_tensor, weight_decay_grid=[])
+    with pytest.raises(ValueError, match="val_fraction must be in"):
+        train_linear_probe(nn.Flatten(), train_set, test_set, to_tensor, weight_decay_grid=[0.0], val_fraction=1.0)
+
+
+def test_extra_features_add_rows_and_an_unknown_head_fails_before_training(run, tiny, tmp_path):
+    results, run_dir = run("x", "eval.extra_features=['projector', 'projector.0']", "eval.online_probe=false")
+    rows = results["results"]
+    assert set(rows) == {"trained", "trained:projector", "trained:projector.0"}
+    assert all("knn_cosine_k20_t0.07_top1" in row for row in rows.values())
+    assert "trained:projector" in (run_dir / "results.md").read_text()
+    with pytest.raises(UserError, match="no head 'predictor'"):
+        train(tiny("eval.enabled=true", "eval.extra_features=['predictor']", out=tmp_path / "bad"))
+    assert not (tmp_path / "bad" / "log.jsonl").exists()
+    with pytest.raises(UserError, match="lists 'backbone' twice"):
+        tiny("eval.extra_features=['backbone', 'backbone']")

@@ -75,6 +75,11 @@ class LinearConfig:
     standardize: bool = knob(True, "standardise features (fit on the train split)")
     calibrated: bool = knob(False, "CalibratedClassifierCV(sigmoid) around the classifier (ReLIC's protocol)")
     cv_folds: int = knob(5, "folds for c_grid and calibration", min=2)
+    solver: Literal["lbfgs", "saga"] = knob("lbfgs", "LogisticRegression solver (Decoupled Uniformity: saga)")
+    scoring: Literal["accuracy", "balanced_accuracy"] = knob(
+        "accuracy", "what the C grid maximises; 'balanced_accuracy' (mean per-class recall) is also reported "
+        "and becomes the headline number"
+    )
 
 
 class LinearEvaluator:
@@ -86,8 +91,13 @@ class LinearEvaluator:
         if cfg.calibrated:
             parts.append(f"calibrated sigmoid, {cfg.cv_folds} folds")
         parts.append(f"C grid CV {cfg.cv_folds}" if cfg.c_grid else f"C={cfg.C}")
+        if cfg.solver != "lbfgs":
+            parts.append(cfg.solver)
+        if cfg.scoring != "accuracy":
+            parts.append(f"{cfg.scoring.replace('_', ' ')}")
         self.protocol = f"linear (sklearn LogisticRegression, {', '.join(parts)})"
-        self.primary = "linear_calibrated_top1" if cfg.calibrated else "linear_top1"
+        key = "linear_calibrated" if cfg.calibrated else "linear"
+        self.primary = f"{key}_balanced_top1" if cfg.scoring == "balanced_accuracy" else f"{key}_top1"
 
     def __call__(self, train_features: Any, train_labels: Any, test_features: Any, test_labels: Any) -> dict[str, float]:
         return linear_probe(
@@ -101,6 +111,8 @@ class LinearEvaluator:
             calibrated=self.cfg.calibrated,
             cv_folds=self.cfg.cv_folds,
             c_grid=self.cfg.c_grid,
+            solver=self.cfg.solver,
+            scoring=self.cfg.scoring,
         )
 
 
@@ -117,6 +129,11 @@ class LinearTorchConfig:
     gamma: float = knob(0.1, "'step': lr factor at each milestone", gt=0, max=1)
     augment: str = knob("", "training augmentation: a view preset name (e.g. 'simclr', 'care'), '' for none")
     seed: int = knob(0, "seed of the layer's initialisation, the batch order and the augmentations")
+    weight_decay_grid: list[float] | None = knob(
+        None, "choose weight_decay from this grid on a held-out val_fraction of the train split (reported as "
+        "linear_torch_wd)", min=0
+    )
+    val_fraction: float = knob(0.1, "held-out fraction of the train split that scores the weight_decay_grid", gt=0, lt=1)
 
 
 class LinearTorchEvaluator:
@@ -128,8 +145,10 @@ class LinearTorchEvaluator:
         self.cfg = cfg
         sched = cfg.schedule if cfg.schedule != "step" else f"step {cfg.milestones} x{cfg.gamma:g}"
         aug = f", '{cfg.augment}' augmentation" if cfg.augment else ", no augmentation"
+        wd = (f"wd from {[float(w) for w in cfg.weight_decay_grid]} on {cfg.val_fraction:g} held out"
+              if cfg.weight_decay_grid else f"wd={cfg.weight_decay:g}")
         self.protocol = (
-            f"linear (torch {cfg.optimizer} lr={cfg.lr:g} wd={cfg.weight_decay:g}, {cfg.epochs} epochs, "
+            f"linear (torch {cfg.optimizer} lr={cfg.lr:g} {wd}, {cfg.epochs} epochs, "
             f"batch {cfg.batch_size}, {sched}{aug}; frozen encoder in eval mode)"
         )
         self.primary = "linear_torch_top1"
@@ -142,4 +161,5 @@ class LinearTorchEvaluator:
             optimizer=c.optimizer, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay,
             epochs=c.epochs, batch_size=c.batch_size, schedule=c.schedule, milestones=c.milestones,
             gamma=c.gamma, seed=c.seed, device=ctx.device, extract_batch_size=ctx.batch_size,
+            weight_decay_grid=c.weight_decay_grid, val_fraction=c.val_fraction,
         )

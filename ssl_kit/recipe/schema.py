@@ -98,6 +98,10 @@ class EvalConfig:
         "(the online backbone), or a head of the method, e.g. 'projector' or 'projector.0' (the backbone "
         "followed by that head up to and including layer 0)",
     )
+    extra_features: list[str] = knob(
+        [], "more feature sources (values as for 'features') that every evaluator also scores, each as a "
+        "table row 'trained:<source>' (Geometric CL reports backbone and projector features)"
+    )
     online_probe: bool = knob(
         True, "train a linear classifier on detached features during training (solo-learn's online "
         "probe; off when the data has no labels or the method returns no 'features')"
@@ -116,6 +120,11 @@ class EvalConfig:
                     f"key 'baselines' has unknown entry '{b}'.{did_you_mean(b, ['raw', 'random_init'])} "
                     "Allowed: raw, random_init"
                 )
+        seen = [self.features]
+        for f in self.extra_features:
+            if f in seen:
+                raise ValueError(f"key 'extra_features' lists '{f}' twice (or it is already 'features')")
+            seen.append(f)
 
 
 @dataclasses.dataclass(frozen=True)
