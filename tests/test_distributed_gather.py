@@ -4,10 +4,6 @@ Two plain Python processes meet through a file in tmp_path (FileStore rendezvous
 pick, so no race for a free one). Each writes its measurements to JSON; the assertions run here.
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -15,6 +11,7 @@ import torch
 
 from ssl_kit import distributed
 from ssl_kit.losses import nt_xent
+from ssl_kit.testing import run_workers
 
 WORKER = textwrap.dedent(
     r'''
@@ -117,25 +114,7 @@ WORKER = textwrap.dedent(
 
 
 def test_two_gloo_processes_gather_and_nt_xent_equal_one_process(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    store = tmp_path / "rendezvous"
-    env = {**os.environ, "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo"), "OMP_NUM_THREADS": "1"}
-    cmd = lambda r: [sys.executable, str(script), str(r), "2", str(store), str(tmp_path)]  # noqa: E731
-    procs = [
-        subprocess.Popen(cmd(r), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)
-    ]
-    try:
-        outputs = [p.communicate(timeout=60) for p in procs]
-    finally:
-        for p in procs:  # only the two processes started here
-            if p.poll() is None:
-                p.kill()
-    for p, (_, err) in zip(procs, outputs):
-        assert p.returncode == 0, err[-3000:]
-
-    for r in range(2):
-        got = json.loads((tmp_path / f"rank{r}.json").read_text())
+    for r, got in enumerate(run_workers(WORKER, tmp_path, timeout=60)):
         assert (got["world_size"], got["rank_fn"], got["rank_offset"]) == (2, r, 3 * r)
         assert got["all_reduce_mean"] == 0.5
         assert got["any_process"] == [True, False, True] and got["mean_over_processes"] == {"a": 0.5, "b": 2.0}

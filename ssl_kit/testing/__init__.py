@@ -18,10 +18,11 @@ from ssl_kit.testing.helpers import (
     need,
     no_gradient_plugin,
     run_contract,
+    run_workers,
     sign_flipped_plugin,
     temporary_plugin,
 )
 from ssl_kit.testing.suite import MethodContract, first_batch
 
 __all__ = ["MethodContract", "assert_same_runs", "compare_runs", "first_batch", "need", "no_gradient_plugin", "run_contract",
-           "sign_flipped_plugin", "temporary_plugin"]
+           "run_workers", "sign_flipped_plugin", "temporary_plugin"]

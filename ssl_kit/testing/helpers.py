@@ -68,6 +68,33 @@ def run_contract(out: Any, recipes: list[Any], processes: int, also_without_sync
         raise AssertionError(f"contract launch failed ({' '.join(cmd)}):\n{proc.stderr[-4000:]}")
 
 
+def run_workers(source: str, folder: Any, processes: int = 2, timeout: float = 120) -> list[dict[str, Any]]:
+    """Run the Python ``source`` as ``processes`` plain processes that meet through a file
+    (``torch.distributed`` FileStore: no port, no launcher) and return what each wrote.
+
+    Each process is started as ``python worker.py RANK WORLD_SIZE STORE_FILE FOLDER`` with one
+    torch thread, and must write its measurements as JSON to ``FOLDER/rank{RANK}.json``; the
+    assertions then run in the test. A process that fails fails the call with its stderr's tail.
+    """
+    folder = Path(folder)
+    script = folder / "worker.py"
+    script.write_text(source)
+    store = folder / "rendezvous"
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo"), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(processes), str(store), str(folder)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(processes)]
+    try:
+        outputs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:  # only the processes started here
+            if p.poll() is None:
+                p.kill()
+    for r, (p, (_, err)) in enumerate(zip(procs, outputs)):
+        if p.returncode != 0:
+            raise AssertionError(f"worker {r} exited with {p.returncode}:\n{err[-3000:]}")
+    return [json.loads((folder / f"rank{r}.json").read_text()) for r in range(processes)]
+
+
 def _run_losses(run: Path) -> list[float]:
     return [json.loads(x)["loss"] for x in (run / "log.jsonl").read_text().splitlines()]
 

@@ -8,14 +8,11 @@ Two plain Python processes meet through a file in tmp_path (FileStore rendezvous
 writes its measurements to JSON; the assertions run here.
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import torch
 
+from ssl_kit.testing import run_workers
 from ssl_kit_qare import qare_regularizer
 
 WORKER = textwrap.dedent(
@@ -83,26 +80,8 @@ WORKER = textwrap.dedent(
 )
 
 
-def launch(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    store = tmp_path / "rendezvous"
-    env = {**os.environ, "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo"), "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, str(script), str(r), "2", str(store), str(tmp_path)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
-    try:
-        outputs = [p.communicate(timeout=120) for p in procs]
-    finally:
-        for p in procs:  # only the two processes started here
-            if p.poll() is None:
-                p.kill()
-    for p, (_, err) in zip(procs, outputs):
-        assert p.returncode == 0, err[-3000:]
-    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
-
-
 def test_two_processes_equal_one_process_and_local_qare_sets_do_not(tmp_path):
-    ranks = launch(tmp_path)
+    ranks = run_workers(WORKER, tmp_path)
     for r, got in enumerate(ranks):
         for name in ("lap", "lap_cosine", "sparseclr", "sparseclr_clipped", "qare"):
             m = got[name]

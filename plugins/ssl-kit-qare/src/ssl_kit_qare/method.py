@@ -22,38 +22,38 @@ QARE_SET_HELP = (
 
 
 @dataclasses.dataclass(frozen=True)
-class SimCLRQAReConfig:
+class _HeadConfig:
+    head_hidden_dim: int = knob(256, "head Linear(F, hidden)-BN-LeakyReLU(0.01)-Linear(hidden, out): hidden width (reference: 256)", min=1)
+    head_output_dim: int = knob(64, "head output width (reference: 64)", min=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class _RegularisedConfig(_HeadConfig):
+    """alpha * pairwise term + beta * QARe: the weights' keys and their check."""
+
+    beta: float = knob(0.5, "weight of the QARe set regulariser (README: 0.5; the released command-line default: 1)", min=0)
+    qare_set: Literal["global", "local"] = knob("global", QARE_SET_HELP)
+
+    def __post_init__(self) -> None:
+        if self.alpha == 0 and self.beta == 0:
+            raise ValueError("keys 'alpha' and 'beta' are both 0: the loss would be zero; set either > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class SimCLRQAReConfig(_RegularisedConfig):
     alpha: float = knob(1.0, "weight of the pairwise (LAP) term (README: 1)", min=0)
-    beta: float = knob(0.5, "weight of the QARe set regulariser (README: 0.5; the released command-line default: 1)", min=0)
     temperature: float = knob(0.5, "temperature T of the LAP term (reference: 0.5)", gt=0)
-    qare_set: Literal["global", "local"] = knob("global", QARE_SET_HELP)
-    head_hidden_dim: int = knob(256, "head Linear(F, hidden)-BN-LeakyReLU(0.01)-Linear(hidden, out): hidden width (reference: 256)", min=1)
-    head_output_dim: int = knob(64, "head output width (reference: 64)", min=1)
-
-    def __post_init__(self) -> None:
-        if self.alpha == 0 and self.beta == 0:
-            raise ValueError("keys 'alpha' and 'beta' are both 0: the loss would be zero; set either > 0")
 
 
 @dataclasses.dataclass(frozen=True)
-class SparseCLRConfig:
+class SparseCLRConfig(_HeadConfig):
     margin: float = knob(1.0, "margin subtracted from the positive's similarity (reference: 1)", min=0)
-    head_hidden_dim: int = knob(256, "head Linear(F, hidden)-BN-LeakyReLU(0.01)-Linear(hidden, out): hidden width (reference: 256)", min=1)
-    head_output_dim: int = knob(64, "head output width (reference: 64)", min=1)
 
 
 @dataclasses.dataclass(frozen=True)
-class SparseCLRQAReConfig:
+class SparseCLRQAReConfig(_RegularisedConfig):
     alpha: float = knob(1.0, "weight of the pairwise (SparseCLR) term (README: 1)", min=0)
-    beta: float = knob(0.5, "weight of the QARe set regulariser (README: 0.5; the released command-line default: 1)", min=0)
     margin: float = knob(1.0, "margin subtracted from the positive's (clipped) similarity (reference: 1)", min=0)
-    qare_set: Literal["global", "local"] = knob("global", QARE_SET_HELP)
-    head_hidden_dim: int = knob(256, "head Linear(F, hidden)-BN-LeakyReLU(0.01)-Linear(hidden, out): hidden width (reference: 256)", min=1)
-    head_output_dim: int = knob(64, "head output width (reference: 64)", min=1)
-
-    def __post_init__(self) -> None:
-        if self.alpha == 0 and self.beta == 0:
-            raise ValueError("keys 'alpha' and 'beta' are both 0: the loss would be zero; set either > 0")
 
 
 class QAReProjectionHead(nn.Sequential):
