@@ -40,6 +40,7 @@ from ssl_kit.io import FORMAT_VERSION, dumps_toml, fsync_dir, loads_toml, read_t
 from ssl_kit.weights import load_strict, save_tensors
 
 CHECKPOINT_DIR = "checkpoints"
+STATE_KEYS = ("step", "skipped_nonfinite")  # what state.json must hold (besides format_version)
 MODEL = "model.safetensors"
 
 #: Named modules of a checkpoint: the prefix of their keys in model.safetensors ("" for the method).
@@ -61,8 +62,10 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 
 # What a checkpoint's weights, optimizer state and position inside an epoch depend on: resuming
 # under a recipe that differs here would silently continue another run.
-RUN_IDENTITY = {"method": None, "backbone": None, "views": None, "data": ("name", "batch_size", "train_split"),
-                "train": ("seed", "grad_accumulation")}
+# The optimizer and its schedule are part of it: a resumed scheduler keeps its own lr, so an lr
+# change would be half-applied (the recipe saying one lr, the steps using another); it is refused.
+RUN_IDENTITY = {"method": None, "backbone": None, "views": None, "optim": None,
+                "data": ("name", "batch_size", "train_split"), "train": ("seed", "grad_accumulation")}
 
 
 def find_resume(mode: str, run_dir: Path, resolved: dict[str, Any]) -> Path | None:
@@ -226,16 +229,22 @@ def save_checkpoint(
             shutil.rmtree(tmp)
         tmp.mkdir()
     barrier()
-    _torch_save(rng_state(), tmp / f"rng_rank{rank}.pt")
-    # Every process's digest of its own copy of the modules: replicas (EMA targets, queues, BN
-    # statistics included) must be identical on every rank; ssl_kit.testing.compare_runs checks.
-    (tmp / f"digest_rank{rank}.txt").write_text(state_digest(modules) + "\n")
-    if is_main:
-        save_tensors(module_tensors(modules), tmp / MODEL, metadata={})
-        _fault_injection("model")
-        _torch_save(portable(optimizer.state_dict()), tmp / "optimizer.pt")
-        _torch_save(scheduler.state_dict(), tmp / "scheduler.pt")
-        write_json(tmp / "state.json", {**state, "format_version": FORMAT_VERSION})
+    try:
+        _torch_save(rng_state(), tmp / f"rng_rank{rank}.pt")
+        # Every process's digest of its own copy of the modules: replicas (EMA targets, queues, BN
+        # statistics included) must be identical on every rank; ssl_kit.testing.compare_runs checks.
+        (tmp / f"digest_rank{rank}.txt").write_text(state_digest(modules) + "\n")
+        if is_main:
+            save_tensors(module_tensors(modules), tmp / MODEL, metadata={})
+            _fault_injection("model")
+            _torch_save(portable(optimizer.state_dict()), tmp / "optimizer.pt")
+            _torch_save(scheduler.state_dict(), tmp / "scheduler.pt")
+            write_json(tmp / "state.json", {**state, "format_version": FORMAT_VERSION})
+    except (OSError, RuntimeError, SafetensorError) as err:  # disk full, quota, a vanished folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        free = shutil.disk_usage(root).free / 2**20 if root.is_dir() else 0.0
+        raise CheckpointError(f"cannot write checkpoint step {step} into '{root}' ({free:.0f} MiB free): "
+                              f"{one_line(err, 200)}; the previous checkpoints are intact") from None
     barrier()
     if is_main:
         fsync_dir(tmp)
@@ -292,13 +301,20 @@ def load_checkpoint(path: Path, modules: Modules, optimizer: Any, scheduler: Any
     """Restore a checkpoint written by :func:`save_checkpoint`; returns its state.json dict."""
     path = Path(path)
     state = read_versioned_json(path, "state.json", "checkpoint")
+    missing = [key for key in STATE_KEYS if not isinstance(state.get(key), int)]
+    if missing:
+        raise CheckpointError(f"checkpoint '{path}': state.json lacks the integer key(s) {', '.join(missing)}; "
+                              "it is damaged: delete this checkpoint to resume from an older one")
+    rng_file = path / f"rng_rank{rank}.pt"
+    if not rng_file.exists() and (path / f"digest_rank{rank}.txt").exists():
+        raise CheckpointError(f"checkpoint '{path}' lacks {rng_file.name} (process {rank}'s RNG state), which "
+                              "its writer saved: it is damaged; delete this checkpoint to resume from an older one")
     try:
         load_modules(modules, read_model(path), f"checkpoint '{path}'")
         saved = torch.load(path / "optimizer.pt", weights_only=True)
         optimizer.load_state_dict(restore_unsaved(saved, optimizer.state_dict()))
         scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-        rng_file = path / f"rng_rank{rank}.pt"
-        if rng_file.exists():
+        if rng_file.exists():  # absent: the checkpoint was written by fewer processes than resume it
             set_rng_state(torch.load(rng_file, weights_only=True))
     except (OSError, RuntimeError, ValueError, SafetensorError, pickle.UnpicklingError) as err:
         raise CheckpointError(f"checkpoint '{path}' cannot be loaded: {one_line(err)}") from None

@@ -21,7 +21,7 @@ from ssl_kit.errors import CheckpointError, UserError, one_line
 from ssl_kit.evaluation import evaluate_run
 from ssl_kit.export import CONFIG, WEIGHTS, encoder_inputs, export_encoder, read_config, write_model_card
 from ssl_kit.hub import export_dir_of, push_to_hub, resolve
-from ssl_kit.io import dumps_toml, loads_toml
+from ssl_kit.io import dumps_toml, loads_toml, make_folder
 from ssl_kit.loading import load_encoder
 from ssl_kit.plugins import get_registry
 from ssl_kit.recipe import load_recipe, parse_override
@@ -94,6 +94,8 @@ def export(run_dir: str | Path, out: str | Path | None = None, full_method: bool
     run's recipe.toml and newest checkpoint, export the encoder (and the method), write the card."""
     run_dir = _run_dir(Path(run_dir))
     newest = _newest_checkpoint(run_dir, "export")
+    out_dir = Path(out) if out is not None else run_dir / "export"
+    make_folder(out_dir, "--out")
     results_file = run_dir / "results.json"
     try:
         results = json.loads(results_file.read_text()) if results_file.exists() else {}
@@ -103,7 +105,6 @@ def export(run_dir: str | Path, out: str | Path | None = None, full_method: bool
     recipe = dataclasses.replace(recipe, name=results.get("recipe") or run_dir.name)
     info = build_dataset(recipe, recipe.data.train_split).info
     method, _ = restore(recipe, newest, info)
-    out_dir = Path(out) if out is not None else run_dir / "export"
     results.setdefault("steps", int(newest.name[5:]))
     export_encoder(method, recipe, out_dir, results, encoder_inputs(info, method.views),
                    full_method=full_method or recipe.hub.full_method)
@@ -164,7 +165,7 @@ def evaluate(target: str, evaluators: list[str] | None = None, overrides: list[s
     else:
         raise UserError(f"'{path}' holds neither recipe.toml (a run directory) nor config.json (an export folder)")
     out_dir = Path(out) if out else default_out
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir, "--out")
     overrides = ([f"eval.evaluators={json.dumps(list(evaluators))}"] if evaluators else []) + list(overrides)
     (out_dir / "recipe.toml").write_text(dumps_toml(_keep_evaluators(loads_toml(tree_text), overrides)))
     recipe = load_recipe(str(out_dir / "recipe.toml"), [*overrides, "eval.enabled=true"])

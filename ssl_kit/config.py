@@ -3,6 +3,7 @@
 Every component declares its knobs as a dataclass. A field's ``metadata`` may hold ``help`` (one
 line of documentation, shown by ``python -m ssl_kit describe``), and bounds ``min``/``max``
 (inclusive) or ``gt``/``lt`` (exclusive). ``Literal[...]`` annotations give the allowed values.
+Floats must be finite (NaN and inf are refused) unless the field's metadata says ``finite=False``.
 A field without a default is required. A dataclass may define ``__post_init__`` and raise
 ``ValueError`` for cross-field rules; the message is reported with the recipe file and section.
 """
@@ -10,6 +11,7 @@ A field without a default is required. A dataclass may define ``__post_init__`` 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal, Union
@@ -107,6 +109,8 @@ def _coerce(value: Any, tp: Any) -> Any:
 def _check_bounds(value: Any, meta: typing.Mapping[str, Any]) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
+    if isinstance(value, float) and not math.isfinite(value) and meta.get("finite", True):
+        return "a finite number"
     if "min" in meta and value < meta["min"]:
         return f">= {meta['min']}"
     if "max" in meta and value > meta["max"]:

@@ -33,8 +33,17 @@ class CheckpointError(UserError):
 
 def one_line(err: BaseException, limit: int = 400) -> str:
     """An exception's message on one line (whitespace collapsed), at most ``limit`` characters; its
-    type name when the message is empty."""
-    return " ".join(str(err).split())[:limit] or type(err).__name__
+    type name when the message is empty. torch.load's refusal of a pickled object is cut to its
+    reason: its advice to load with ``weights_only=False`` (unpickling, which runs the file's code)
+    is never relayed to a user."""
+    text = str(err)
+    if text.startswith("Weights only load failed"):
+        if "WeightsUnpickler error:" in text:
+            reason = text.split("WeightsUnpickler error:", 1)[1].split(". Please", 1)[0]
+        else:
+            reason = text.rsplit("trusted source.", 1)[-1].split("Check the documentation", 1)[0]
+        text = f"it holds objects torch.load(weights_only=True) refuses to unpickle ({reason.strip().rstrip('.')})"
+    return " ".join(text.split())[:limit] or type(err).__name__
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
-from ssl_kit.errors import CheckpointError, RecipeError
+from ssl_kit.errors import CheckpointError, RecipeError, UserError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,6 +25,46 @@ else:  # pragma: no cover
 
 #: The layout version of checkpoints (state.json) and exports (config.json) this ssl_kit writes and reads.
 FORMAT_VERSION = 1
+
+
+# --- the run directory -------------------------------------------------------------------------
+def make_folder(path: Path, what: str = "train.output_dir") -> None:
+    """Create folder ``path`` (and its parents) and check it is writable, or raise a one-line error
+    naming ``what`` (the key or option that gave the path) and why it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"{what} '{path}' (or a folder above it) is a file, not a folder") from None
+    except OSError as err:
+        raise UserError(f"{what} '{path}' cannot be created or written: {err.strerror or err}") from None
+
+
+def lock_run_dir(run_dir: Path) -> Any:
+    """An OS lock on ``run_dir`` held by this process until the returned file is closed; a
+    one-line error naming the holder if another process has it. The lock dies with its process, so
+    a killed run never leaves it stuck. (No lock where the OS has no ``fcntl``, e.g. Windows.)"""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        return None
+    make_folder(run_dir)
+    handle = open(run_dir / ".lock", "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise UserError(f"run directory '{run_dir}' is in use by {holder}: wait for that run to end, or choose "
+                        "another train.output_dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+    handle.flush()
+    return handle
 
 
 # --- atomic writes -----------------------------------------------------------------------------

@@ -81,7 +81,7 @@ class Registry:
         self.plugins.append(info)
         try:
             self.pm.register(plugin, name=name)
-        except Exception as err:  # a broken plugin must not take the others down
+        except BaseException as err:  # a broken plugin (sys.exit, Ctrl-C in its import too) must not take the others down
             info.status, info.error = "failed", f"{type(err).__name__}: {err}"
             return info
         self._collect(plugin, info)
@@ -117,7 +117,7 @@ class Registry:
             for impl in impls:
                 try:
                     impl.function(**({"register": register} if "register" in impl.argnames else {}))
-                except Exception as err:
+                except BaseException as err:  # SystemExit and KeyboardInterrupt too
                     info.status, info.error = "failed", f"{type(err).__name__} in register_{kind}: {err}"
                     self.pm.unregister(plugin)
                     return
@@ -155,7 +155,7 @@ class Registry:
                 continue
             try:
                 plugin = ep.load()
-            except Exception as err:
+            except BaseException as err:  # SystemExit / KeyboardInterrupt at import: that plugin's failure
                 info = PluginInfo(ep.name, dist_name, version, "failed", f"{type(err).__name__}: {err}")
                 self.plugins.append(info)
             else:

@@ -13,9 +13,11 @@ Run directory (``train.output_dir``, default ``runs/<recipe name>``)::
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import secrets
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -25,13 +27,13 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 
-from ssl_kit.build import build
+from ssl_kit.build import build, build_dataset, plan
 from ssl_kit.checkpoint import clean_partial, find_resume
 from ssl_kit.errors import UserError
 from ssl_kit.evaluation import evaluate_run
 from ssl_kit.export import encoder_inputs, export_encoder, write_model_card
 from ssl_kit.hub import check_can_push, push_after_training
-from ssl_kit.io import dumps_toml, write_text_atomic
+from ssl_kit.io import dumps_toml, lock_run_dir, read_versioned_json, write_text_atomic
 from ssl_kit.recipe import Recipe
 from ssl_kit.trainer import fit, make_accelerator
 
@@ -66,14 +68,49 @@ def run(recipe: Recipe) -> dict[str, Any]:
     """Train, evaluate, export and push as the recipe says; returns the results dict (on the
     main process; ``{}``-based on the others)."""
     try:
-        return _run(recipe)
+        with contextlib.ExitStack() as stack:  # the run directory's lock, released when the run ends
+            return _run(recipe, stack)
     finally:
         # Let a later run in this process choose another precision (accelerate keeps a singleton
         # state; the process group itself stays).
         AcceleratorState._reset_state()
 
 
-def _run(recipe: Recipe) -> dict[str, Any]:
+def check_resume_fits(resume: Path | None, max_steps: int) -> None:
+    """Refuse to resume a checkpoint beyond this recipe's last step: nothing would train, yet the
+    run directory would claim the shorter recipe."""
+    if resume is None:
+        return
+    done = read_versioned_json(resume, "state.json", "checkpoint").get("step")
+    if isinstance(done, int) and done > max_steps:
+        raise UserError(f"checkpoint '{resume}' is at step {done}, past this recipe's last step {max_steps} "
+                        "(train.epochs / train.max_steps): raise them to train longer, or choose another "
+                        "train.output_dir for a shorter run")
+
+
+def check_free_space(run_dir: Path, parts: Any) -> None:
+    """A one-line error now, not a cryptic one at the first checkpoint, when the run directory's
+    disk cannot hold a checkpoint (the method's tensors, optimizer state up to twice as large, and
+    a 64 MiB margin)."""
+    tensors = sum(t.numel() * t.element_size() for t in parts.method.state_dict().values())
+    needed = 3 * tensors + 64 * 2**20
+    free = shutil.disk_usage(run_dir).free
+    if free < needed:
+        raise UserError(f"train.output_dir '{run_dir}': {free / 2**20:.0f} MiB free, a checkpoint of this run needs "
+                        f"about {needed / 2**20:.0f} MiB; free some space or choose another train.output_dir")
+
+
+def check_finite(method: torch.nn.Module, run_dir: Path) -> None:
+    """Non-finite weights or buffers (e.g. batch-norm statistics after skipped steps) never reach
+    an evaluation or an export silently."""
+    bad = [name for name, t in method.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise UserError(f"the trained weights hold NaN/inf in {len(bad)} tensor(s) (e.g. '{bad[0]}'); nothing was "
+                        f"evaluated or exported. The checkpoints in '{run_dir}' are kept; lower optim.lr and start "
+                        "afresh in a new train.output_dir")
+
+
+def _run(recipe: Recipe, stack: contextlib.ExitStack) -> dict[str, Any]:
     started = time.time()
     run_dir = Path(recipe.train.output_dir.format(name=recipe.name))
     for tracker in recipe.train.trackers:
@@ -84,18 +121,33 @@ def _run(recipe: Recipe) -> dict[str, Any]:
     resume = find_resume(recipe.train.resume, run_dir, recipe.resolved())
     if recipe.hub.push:  # fail now, not after hours of training (every process, so none waits alone)
         check_can_push()
+
+    # build (every check that needs the components), then claim the run directory: nothing in it
+    # changes before the recipe has passed every check, and never while another run uses it
+    parts = build(recipe)
+    if recipe.eval.enabled:  # the evaluation's splits exist (an image folder without test/ fails now)
+        for split in dict.fromkeys((recipe.eval.train_split, recipe.eval.test_split)):
+            if split != recipe.data.train_split:
+                build_dataset(recipe, split)
+    check_resume_fits(resume, plan(recipe, len(parts.dataset), accelerator.num_processes).max_steps)
     if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = lock_run_dir(run_dir)
+        if lock is not None:
+            stack.callback(lock.close)
+        check_free_space(run_dir, parts)
         clean_partial(run_dir)
         write_text_atomic(run_dir / "recipe.toml", dumps_toml(recipe.resolved()))
 
-    # build and train
-    parts = build(recipe)
+    # train
     if recipe.train.trackers:
         start_trackers(accelerator, recipe, run_dir)
     trained = fit(parts, accelerator, run_dir, resume)
     if skipped := parts.dataset.skip_report():  # image files with on_error = "skip"
         print(skipped, file=sys.stderr, flush=True)
+    if trained.skipped_nonfinite:
+        say(f"ssl_kit: {trained.skipped_nonfinite} of {trained.steps} optimizer steps were skipped (non-finite loss; "
+            "train.skip_nonfinite = true)", file=sys.stderr)
+    check_finite(trained.method, run_dir)
     train_seconds = time.time() - started
 
     # evaluate: every process extracts a shard of the features; the main one evaluates

@@ -93,6 +93,8 @@ class DatasetInfo:
             values = getattr(self, name)
             if values is not None and len(values) != self.channels:
                 raise DataError(f"dataset info: {name} has {len(values)} values for {self.channels} channel(s)")
+        if self.std is not None and not all(s > 0 and s != float("inf") for s in self.std):
+            raise DataError(f"dataset info: std must be finite and > 0 for every channel, got {self.std}")
 
     @property
     def labelled(self) -> bool:

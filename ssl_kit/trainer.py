@@ -166,7 +166,11 @@ def fit(parts: Components, accelerator: Accelerator, run_dir: Path, resume: Path
     step, images = state["step"], 0
     window_start = last_save = time.time()
     model.train()
+    launcher = os.getppid() if os.environ.get("TORCHELASTIC_RUN_ID") else None  # torchrun / accelerate launch
     while step < p.max_steps:
+        if launcher is not None and os.getppid() != launcher:  # it died: no one would collect or stop this run
+            raise UserError(f"the launcher of this process (pid {launcher}) is gone; stopping at step {step} "
+                            "(the last checkpoint is intact: run the same command to resume)")
         # forward and backward over the micro-batches of one optimizer step; gradients
         # accumulate locally and are all-reduced across processes on the last micro-batch only
         nonfinite = False
@@ -179,7 +183,8 @@ def fit(parts: Components, accelerator: Accelerator, run_dir: Path, resume: Path
                     if not cfg.skip_nonfinite:
                         terms = {k: float(v) for k, v in _scalars(out).items()}
                         raise UserError(f"non-finite loss at step {step + 1} (loss terms: {terms}); the last "
-                                        "checkpoint is intact. Lower the learning rate, or set train.skip_nonfinite = true")
+                                        "checkpoint is intact. Lower optim.lr and start afresh in a new train.output_dir (a resumed run "
+                                        "keeps its schedule), or set train.skip_nonfinite = true")
                     nonfinite = True
                 else:
                     objective = out["loss"] + out[LOSS] if LOSS in out else out["loss"]

@@ -67,6 +67,26 @@ CASES = {
         lambda t: images(t / "img") or child_args(t, FOLDER, f"data.root={t / 'img'}", "eval.enabled=true"),
         "no test split",
     ),
+    "NaN learning rate": (lambda t: tiny_args(t, "optim.lr=nan"), "key 'lr' must be a finite number"),
+    "infinite float": (lambda t: tiny_args(t, "optim.weight_decay=inf"), "key 'weight_decay' must be a finite number"),
+    "NaN inside a list": (lambda t: tiny_args(t, "views.global_scale=[0.2, nan]"), "'global_scale' must be a finite"),
+    "misspelt output_dir placeholder": (
+        lambda t: [TINY, "data.num_samples=64", f"train.output_dir={t}/{{nme}}"], "placeholder '{nme}'"),
+    "lone brace in output_dir": (
+        lambda t: [TINY, "data.num_samples=64", f"train.output_dir={t}/run{{"], "not a valid path template"),
+    "channel count the docs forbid": (lambda t: tiny_args(t, "data.channels=2"), "'channels' must be 1 | 3"),
+    "std of zero": (lambda t: images(t / "img") or child_args(t, FOLDER, f"data.root={t / 'img'}",
+                                                               "data.std=[0.2, 0.0, 0.2]"), "key 'std' must be > 0"),
+    "mean of the wrong length": (lambda t: images(t / "img") or child_args(t, FOLDER, f"data.root={t / 'img'}",
+                                                                           "data.mean=[0.5, 0.5]"), "key 'mean' must be"),
+    "output_dir is a file": (lambda t: (t / "f").write_text("x") and [TINY, f"train.output_dir={t / 'f'}"], "is a file"),
+    "output_dir below a file": (
+        lambda t: (t / "f").write_text("x") and [TINY, f"train.output_dir={t / 'f' / 'run'}"], "is a file"),
+    "image folder with a symlink loop": (
+        lambda t: images(t / "img") or (t / "img" / "train" / "a" / "up").symlink_to(t / "img")
+        or child_args(t, FOLDER, f"data.root={t / 'img'}"), "again, through a symbolic link"),
+    "override switches the method but keeps its keys": (
+        lambda t: tiny_args(t, "backbone.name=resnet18"), "switched [backbone] to another component"),
     "unknown timm model": (lambda t: child_args(t, '[backbone]\nname = "timm"\n', "backbone.model=resnet_nope"),
                            "unknown timm model"),
 }
@@ -78,6 +98,7 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys, case):
     code, err, lines = run_cli(capsys, make_args(tmp_path))
     assert code == 2, err
     assert "Traceback" not in err
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before the first step
     assert len(lines) == 1 and expected in lines[0], err
 
 
@@ -97,6 +118,8 @@ def test_existing_checkpoints_with_resume_never(tmp_path, capsys):
     ('[data]\nname = "digits"\nbatch_size = 8\n', "[data] name was 'fake', the recipe says 'digits'"),
     ("method.temperature=0.9", "[method] temperature was"),
     ("data.batch_size=4", "[data] batch_size was 8"),
+    ("optim.lr=0.5", "[optim] lr was"),  # a resumed schedule would keep the old lr: refused, never half-applied
+    ("optim.name=adam", "[optim] name was"),
 ])
 def test_resuming_the_checkpoints_of_another_run_is_refused(tmp_path, capsys, change, expected):
     """``change``: an override, or the tables of a child recipe (another dataset)."""
@@ -110,6 +133,8 @@ def test_resuming_the_checkpoints_of_another_run_is_refused(tmp_path, capsys, ch
 
 
 @pytest.mark.parametrize("damage,expected", [
+    ("keys", "state.json lacks the integer key(s) step, skipped_nonfinite"),
+    ("rng", "lacks rng_rank0.pt"),
     ("format", "format_version 7"),
     ("truncate", "cannot be loaded"),
     ("state", "cannot read state.json"),
@@ -122,6 +147,10 @@ def test_damaged_checkpoint_is_a_clear_error(tmp_path, capsys, damage, expected)
     elif damage == "truncate":
         data = (step / "model.safetensors").read_bytes()
         (step / "model.safetensors").write_bytes(data[:100])
+    elif damage == "keys":
+        (step / "state.json").write_text(json.dumps({"format_version": 1}))
+    elif damage == "rng":
+        (step / "rng_rank0.pt").unlink()
     elif damage == "state":
         (step / "state.json").write_text("{not json")
     else:
@@ -132,3 +161,72 @@ def test_damaged_checkpoint_is_a_clear_error(tmp_path, capsys, damage, expected)
     code, err, lines = run_cli(capsys, tiny_args(tmp_path, "train.epochs=2"))
     assert code == 2 and len(lines) == 1 and expected in lines[0], err
     assert "Traceback" not in err
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("change,expected", [
+    (("optim.lr=0.07",), "[optim] lr was"),
+    (("train.max_steps=4",), "past this recipe's last step 4"),
+    (("eval.features=projector.7",), "projector.7"),
+    (("eval.enabled=true", "eval.test_split=validation"), "has no split 'validation'"),
+])
+def test_a_refused_command_leaves_a_finished_run_directory_unchanged(tmp_path, capsys, change, expected):
+    checkpointed_run(tmp_path, capsys)
+    before = snapshot(tmp_path / "run")
+    code, err, lines = run_cli(capsys, tiny_args(tmp_path, *change))
+    assert code == 2 and len(lines) == 1 and expected in lines[0] and "Traceback" not in err, err
+    assert snapshot(tmp_path / "run") == before  # recipe.toml, config.json, the model card: as they were
+
+
+def test_a_run_directory_in_use_is_refused_and_free_again_when_its_holder_dies(tmp_path, capsys):
+    import subprocess
+    import sys
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from ssl_kit.io import lock_run_dir; "
+        f"h = lock_run_dir(Path({str(run_dir)!r})); print('locked', flush=True); time.sleep(120)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code, err, lines = run_cli(capsys, tiny_args(tmp_path))
+        assert code == 2 and len(lines) == 1 and f"is in use by process {holder.pid}" in lines[0], err
+        assert not (run_dir / "recipe.toml").exists() and not (run_dir / "checkpoints").exists()
+    finally:
+        holder.kill()  # SIGKILL: the lock dies with its process
+        holder.wait()
+    assert main(tiny_args(tmp_path)) == 0
+
+
+@pytest.mark.parametrize("where", ["file", "below a file"])
+def test_export_onto_a_file_is_a_clear_error(tmp_path, capsys, where):
+    checkpointed_run(tmp_path, capsys)
+    (tmp_path / "f").write_text("x")
+    out = tmp_path / "f" if where == "file" else tmp_path / "f" / "export"
+    code, err, lines = run_cli(capsys, ["export", tmp_path / "run", "--out", out])
+    assert code == 2 and len(lines) == 1 and "--out" in lines[0] and "is a file" in lines[0] and "Traceback" not in err
+    assert (tmp_path / "f").read_text() == "x"
+
+
+def test_a_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_the_older_checkpoints(tmp_path, capsys,
+                                                                                          monkeypatch):
+    import errno
+
+    from ssl_kit import checkpoint
+    saves = []
+
+    def full_disk(tensors, path, metadata):
+        saves.append(path)
+        if len(saves) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(tensors, path, metadata=metadata)
+
+    real = checkpoint.save_tensors
+    monkeypatch.setattr(checkpoint, "save_tensors", full_disk)
+    code, err, lines = run_cli(capsys, tiny_args(tmp_path, "train.checkpoint_every=2"))
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "cannot write checkpoint step 4" in lines[0] and "No space left on device" in lines[0]
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert kept == ["step_2"]  # the earlier checkpoint is intact, no temporary folder left behind

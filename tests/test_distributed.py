@@ -61,3 +61,48 @@ def test_deepspeed_zero2_runs_three_steps_on_cpu_and_exports(tmp_path):
     assert all(torch.equal(exported[k], final[f"backbone.{k}"]) for k in exported)
     for path in (out / "checkpoints" / "step_3").glob("*.pt"):
         torch.load(path, weights_only=True)
+
+
+LAUNCHER = """
+import os, subprocess, sys, time
+child = subprocess.Popen(sys.argv[1:], env={**os.environ, "TORCHELASTIC_RUN_ID": "test"},
+                         stderr=open(os.environ["CHILD_STDERR"], "w"), stdout=subprocess.DEVNULL)
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_worker_whose_launcher_died_stops_instead_of_training_on(tmp_path):
+    """torchrun / accelerate launch start workers in their own process groups: killing the launcher
+    alone left them training unattended. A worker notices its launcher is gone and stops."""
+    import os
+    import signal
+    import sys
+    import time
+    tiny = Path(__file__).parent / "tiny.toml"
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ssl_kit", str(tiny), "data.num_samples=64", "train.epochs=10000",
+           "train.checkpoint_every=0", "train.checkpoint_minutes=0", f"train.output_dir={run_dir}"]
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, *cmd], stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "CHILD_STDERR": str(tmp_path / "worker.err")})
+    worker = int(launcher.stdout.readline())
+    deadline = time.time() + 300
+    while not (run_dir / "log.jsonl").exists() or not (run_dir / "log.jsonl").read_text():  # it trains
+        assert time.time() < deadline, (tmp_path / "worker.err").read_text()
+        time.sleep(0.5)
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    deadline = time.time() + 120
+    def alive() -> bool:
+        try:
+            return "zombie" not in Path(f"/proc/{worker}/status").read_text()
+        except FileNotFoundError:
+            return False
+
+    while alive():
+        if time.time() > deadline:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail("the worker kept training after its launcher died")
+        time.sleep(0.5)
+    err = (tmp_path / "worker.err").read_text()
+    assert "the launcher of this process" in err and "is gone" in err and "Traceback" not in err, err

@@ -116,6 +116,24 @@ def test_plugins_command_lists_distributions_as_json(site, capsys):
     assert "ssl-kit-good 1.2.3" in text and "failed: ModuleNotFoundError" in text
 
 
+@pytest.mark.parametrize("where", ["import", "hook"])
+@pytest.mark.parametrize("raise_", ["raise SystemExit(3)", "import sys; sys.exit('bye')", "raise KeyboardInterrupt"])
+def test_plugin_exiting_or_interrupting_is_that_plugins_failure(site, capsys, where, raise_):
+    code = raise_ + "\n" if where == "import" else (
+        "from ssl_kit import hookimpl\n@hookimpl\ndef register_methods(register):\n    " + raise_ + "\n")
+    make_distribution(site, "ssl-kit-broken", "broken_plugin", "broken", code)
+    with pytest.warns(UserWarning, match=r"plugin 'broken' .* failed to load"):
+        registry = get_registry(reload=True)
+    broken = next(p for p in registry.plugins if p.name == "broken")
+    kind = "KeyboardInterrupt" if "Keyboard" in raise_ else "SystemExit"
+    assert broken.status == "failed" and broken.error.startswith(kind if where == "import" else f"{kind} in register_")
+    assert "simclr" in registry.names("methods")  # the built-ins still work
+    from ssl_kit.cli import main
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["validate", "quickstart"]) == 0
+
+
 def test_bad_register_call_marks_the_plugin_failed(site):
     make_distribution(site, "ssl-kit-good", "good_plugin", "good", """
 from ssl_kit import hookimpl

@@ -60,15 +60,44 @@ def test_nonfinite_loss_stops_naming_step_and_terms_and_keeps_last_checkpoint(re
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
-def test_skip_nonfinite_counts_and_skips_the_step(recipe, tmp_path):
+def test_skip_nonfinite_counts_and_skips_the_step(recipe, tmp_path, capsys):
     NaNAtStep3.calls = 0
     with temporary_plugin(NaNPlugin(), "nan"):
         results = train(recipe(tmp_path, "method.name=simclr_nan", "train.skip_nonfinite=true"))
     assert results["skipped_nonfinite"] == 1 and results["steps"] == 8
+    assert "1 of 8 optimizer steps were skipped" in capsys.readouterr().err  # said at the end, not only logged
     final = load_file(str(tmp_path / "run" / "checkpoints" / "step_8" / "model.safetensors"))
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert log[2]["skipped_nonfinite"] == 1 and all(math.isfinite(r["lr"]) for r in log)
     assert all(torch.isfinite(w).all() for w in final.values())
+
+
+class PoisonsBatchNormAtStep3(SimCLR):
+    """A NaN batch at step 3, as a real one would: the loss and the batch-norm statistics it updated."""
+    calls = 0
+
+    def forward(self, batch):
+        out = super().forward(batch)
+        PoisonsBatchNormAtStep3.calls += 1
+        if PoisonsBatchNormAtStep3.calls == 3:
+            bn = next(m for m in self.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+            bn.running_var.fill_(math.nan)
+            return {"loss": out["loss"] * math.nan}
+        return out
+
+
+class PoisonPlugin:
+    @hookimpl
+    def register_methods(self, register):
+        register("simclr_poison", PoisonsBatchNormAtStep3, config=SimCLRConfig)
+
+
+def test_non_finite_buffers_after_skipped_steps_never_reach_the_export(recipe, tmp_path):
+    PoisonsBatchNormAtStep3.calls = 0
+    with temporary_plugin(PoisonPlugin(), "poison"):
+        with pytest.raises(UserError, match=r"hold NaN/inf in 1 tensor\(s\) \(e.g. 'backbone\..*running_var'\)"):
+            train(recipe(tmp_path, "method.name=simclr_poison", "train.skip_nonfinite=true"))
+    assert not (tmp_path / "run" / "export").exists() and not (tmp_path / "run" / "results.json").exists()
 
 
 class NaNMoCoAtStep3(MoCo):

@@ -27,17 +27,33 @@ def normalise_extensions(values: list[str]) -> tuple[str, ...]:
 
 
 def scan_images(folder: str, extensions: tuple[str, ...]) -> list[str]:
-    """All files under ``folder`` with one of ``extensions``, sorted (os.scandir: fast)."""
+    """All files under ``folder`` with one of ``extensions``, sorted (os.scandir: fast). Linked
+    folders are followed; a link back into a folder on the current path (a loop) is a DataError."""
     found: list[str] = []
-    stack = [folder]
-    while stack:
-        current = stack.pop()
-        with os.scandir(current) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=True):
-                    stack.append(entry.path)
-                elif entry.name.lower().endswith(extensions):
-                    found.append(entry.path)
+
+    def walk(current: str, above: dict[tuple[int, int], str]) -> None:
+        try:
+            st = os.stat(current)
+            key = (st.st_dev, st.st_ino)
+            if key in above:
+                raise DataError(f"image folder: '{current}' is '{above[key]}' again, through a symbolic link (a "
+                                "loop); remove the link, or point data.root below it")
+            above = {**above, key: current}
+            with os.scandir(current) as entries:
+                listing = sorted(entries, key=lambda e: e.name)
+        except OSError as err:
+            raise DataError(f"image folder: cannot list '{current}': {err.strerror or err}") from None
+        for entry in listing:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError:
+                is_dir = False  # a dangling link or one that loops on itself: not an image either
+            if is_dir:
+                walk(entry.path, above)
+            elif entry.name.lower().endswith(extensions):
+                found.append(entry.path)
+
+    walk(folder, {})
     found.sort()
     return found
 

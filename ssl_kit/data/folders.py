@@ -39,8 +39,8 @@ class ImageNet100Config(PriorOptions):
     extensions: list[str] = knob(IMAGE_EXTENSIONS, "file endings that count as images (case-insensitive)")
     image_size: int = knob(224, "nominal image side in px (images are not opened to find it)", min=1)
     on_error: Literal["raise", "skip"] = knob("raise", ON_ERROR_HELP)
-    mean: list[float] = knob(list(IMAGENET_MEAN), "per-channel mean of [0, 1] pixels")
-    std: list[float] = knob(list(IMAGENET_STD), "per-channel std of [0, 1] pixels")
+    mean: tuple[float, float, float] = knob(tuple(IMAGENET_MEAN), "per-channel mean of [0, 1] pixels (R, G, B)", min=0, max=1)
+    std: tuple[float, float, float] = knob(tuple(IMAGENET_STD), "per-channel std of [0, 1] pixels (R, G, B)", gt=0)
 
 
 def read_class_file(path: str) -> tuple[list[str], str]:
@@ -109,8 +109,8 @@ def imagenet100(cfg: ImageNet100Config, split: str) -> Any:
 class TinyImageNetConfig(PriorOptions):
     root: str = knob(help="tiny-imagenet-200 folder (wnids.txt, train/<wnid>/images/, val/images/ + val_annotations.txt)")
     on_error: Literal["raise", "skip"] = knob("raise", ON_ERROR_HELP)
-    mean: list[float] = knob(list(TINY_MEAN), "per-channel mean of [0, 1] pixels")
-    std: list[float] = knob(list(TINY_STD), "per-channel std of [0, 1] pixels")
+    mean: tuple[float, float, float] = knob(tuple(TINY_MEAN), "per-channel mean of [0, 1] pixels (R, G, B)", min=0, max=1)
+    std: tuple[float, float, float] = knob(tuple(TINY_STD), "per-channel std of [0, 1] pixels (R, G, B)", gt=0)
 
 
 def tinyimagenet(cfg: TinyImageNetConfig, split: str) -> Any:

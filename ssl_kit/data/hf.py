@@ -46,8 +46,8 @@ class HFConfig(PriorOptions):
     cache_dir: str = knob("", "Hugging Face cache folder ('' for the default, ~/.cache/huggingface)")
     streaming: bool = knob(False, "not supported (random access is needed); kept to explain why")
     image_size: int | None = knob(None, "nominal image side in px (default: read from the first image)", min=1)
-    mean: list[float] = knob(list(IMAGENET_MEAN), "per-channel mean of [0, 1] pixels")
-    std: list[float] = knob(list(IMAGENET_STD), "per-channel std of [0, 1] pixels")
+    mean: tuple[float, float, float] = knob(tuple(IMAGENET_MEAN), "per-channel mean of [0, 1] pixels (R, G, B)", min=0, max=1)
+    std: tuple[float, float, float] = knob(tuple(IMAGENET_STD), "per-channel std of [0, 1] pixels (R, G, B)", gt=0)
 
 
 def _looks_local(path: str) -> bool:

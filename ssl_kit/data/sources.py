@@ -68,7 +68,7 @@ def digits(cfg: DigitsConfig, split: str) -> TensorImages:
 class FakeConfig:
     num_samples: int = knob(64, "images in the train split (the test split has half as many)", min=1)
     image_size: int = knob(16, "side of the square images in px", min=4)
-    channels: int = knob(3, "1 or 3", min=1, max=3)
+    channels: Literal[1, 3] = knob(3, "image channels: 1 or 3")
     num_classes: int = knob(4, "number of classes", min=1)
     labelled: bool = knob(True, "include labels")
     seed: int = knob(0, "seed of the generated data")
@@ -104,8 +104,8 @@ class ImageFolderConfig(PriorOptions):
     labelled: str = knob("auto", "'auto' (class folders when the split folder holds only folders), 'yes' or 'no'")
     image_size: int | None = knob(None, "nominal image side in px (default: the width of the first image)", min=1)
     on_error: Literal["raise", "skip"] = knob("raise", ON_ERROR_HELP)
-    mean: list[float] = knob(list(IMAGENET_MEAN), "per-channel mean of [0, 1] pixels")
-    std: list[float] = knob(list(IMAGENET_STD), "per-channel std of [0, 1] pixels")
+    mean: tuple[float, float, float] = knob(tuple(IMAGENET_MEAN), "per-channel mean of [0, 1] pixels (R, G, B)", min=0, max=1)
+    std: tuple[float, float, float] = knob(tuple(IMAGENET_STD), "per-channel std of [0, 1] pixels (R, G, B)", gt=0)
 
     def __post_init__(self) -> None:
         if self.labelled not in ("auto", "yes", "no"):

@@ -139,6 +139,12 @@ def load_recipe(source: str, overrides: list[str] | tuple[str, ...] = ()) -> Rec
         key = getattr(err, "key", None)
         if key in override_keys:
             raise RecipeError(f"{err} (from override '{override_keys[key]}')") from None
+        section = key.split(".")[0] if key else ""
+        if section in COMPONENT_TABLES and f"{section}.name" in override_keys:
+            raise RecipeError(
+                f"{err}: the override '{override_keys[section + '.name']}' switched [{section}] to another "
+                f"component but kept the recipe's other [{section}] keys, which belong to the old one; write a "
+                f"child recipe with its own [{section}] table (it replaces the base's)") from None
         raise
 
 

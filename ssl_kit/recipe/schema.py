@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import string
 from typing import Any, Literal
 
 from ssl_kit.config import knob, to_dict
@@ -74,6 +75,15 @@ class TrainConfig:
     sync_batchnorm: bool = knob(False, "batch-norm statistics over all processes (torch's SyncBatchNorm on GPUs, ssl_kit's elsewhere)")
 
     def __post_init__(self) -> None:
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(self.output_dir) if f is not None]
+        except ValueError as err:  # a lone '{' or '}'
+            raise ValueError(f"key 'output_dir' is not a valid path template ({err}; write '{{{{' or '}}}}' for a literal brace): "
+                             f"{self.output_dir!r}") from None
+        for field in fields:
+            if field != "name":
+                raise ValueError(f"key 'output_dir' has the placeholder '{{{field}}}'; the only one allowed is "
+                                 f"'{{name}}' (the recipe name): {self.output_dir!r}")
         for tracker in self.trackers:
             if tracker not in TRACKERS:
                 raise ValueError(
