@@ -33,7 +33,7 @@ from ssl_kit.errors import UserError
 from ssl_kit.evaluation import evaluate_run
 from ssl_kit.export import encoder_inputs, export_encoder, write_model_card
 from ssl_kit.hub import check_can_push, push_after_training
-from ssl_kit.io import dumps_toml, lock_run_dir, read_versioned_json, write_text_atomic
+from ssl_kit.io import dumps_toml, loads_toml, lock_run_dir, read_toml, read_versioned_json, write_text_atomic
 from ssl_kit.recipe import Recipe
 from ssl_kit.trainer import fit, make_accelerator
 
@@ -76,9 +76,13 @@ def run(recipe: Recipe) -> dict[str, Any]:
         AcceleratorState._reset_state()
 
 
-def check_resume_fits(resume: Path | None, max_steps: int) -> None:
-    """Refuse to resume a checkpoint beyond this recipe's last step: nothing would train, yet the
-    run directory would claim the shorter recipe."""
+COSMETIC = ("resume", "progress")  # [train] keys a finished run may be re-run with changed
+
+
+def check_resume(resume: Path | None, max_steps: int, recipe: Recipe) -> None:
+    """A run directory's provenance describes its weights: refuse to resume a checkpoint past this
+    recipe's last step, and a finished run under a changed recipe (nothing would train, yet
+    recipe.toml, results and the model card would claim the change)."""
     if resume is None:
         return
     done = read_versioned_json(resume, "state.json", "checkpoint").get("step")
@@ -86,6 +90,18 @@ def check_resume_fits(resume: Path | None, max_steps: int) -> None:
         raise UserError(f"checkpoint '{resume}' is at step {done}, past this recipe's last step {max_steps} "
                         "(train.epochs / train.max_steps): raise them to train longer, or choose another "
                         "train.output_dir for a shorter run")
+    saved = resume.parent.parent / "recipe.toml"
+    if done == max_steps and saved.is_file():
+        old, new = read_toml(saved), loads_toml(dumps_toml(recipe.resolved()))
+        for tree in (old, new):
+            for key in COSMETIC:
+                tree.get("train", {}).pop(key, None)
+        changed = next((f"[{section}]" for section in sorted(set(old) | set(new)) if old.get(section) != new.get(section)), None)
+        if changed:
+            raise UserError(f"'{saved.parent}' is a finished run (step {done} of {max_steps}) and the recipe changes "
+                            f"{changed}: nothing would train, so its files would no longer describe its weights. "
+                            "Evaluate it differently with 'python -m ssl_kit eval', train longer by raising "
+                            "train.epochs, or choose another train.output_dir")
 
 
 def check_free_space(run_dir: Path, parts: Any) -> None:
@@ -129,7 +145,7 @@ def _run(recipe: Recipe, stack: contextlib.ExitStack) -> dict[str, Any]:
         for split in dict.fromkeys((recipe.eval.train_split, recipe.eval.test_split)):
             if split != recipe.data.train_split:
                 build_dataset(recipe, split)
-    check_resume_fits(resume, plan(recipe, len(parts.dataset), accelerator.num_processes).max_steps)
+    check_resume(resume, plan(recipe, len(parts.dataset), accelerator.num_processes).max_steps, recipe)
     if main:
         lock = lock_run_dir(run_dir)
         if lock is not None:

@@ -170,6 +170,8 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize("change,expected", [
     (("optim.lr=0.07",), "[optim] lr was"),
     (("train.max_steps=4",), "past this recipe's last step 4"),
+    (("eval.enabled=true",), "is a finished run (step 8 of 8) and the recipe changes [eval]"),
+    (("train.log_every=3",), "the recipe changes [train]"),
     (("eval.features=projector.7",), "projector.7"),
     (("eval.enabled=true", "eval.test_split=validation"), "has no split 'validation'"),
 ])
