@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,10 @@ def build_method(recipe: Recipe, info: DatasetInfo) -> Method:
     backbone_cfg = recipe.backbone
     if backbone_cfg is not None and getattr(backbone_cfg, "in_channels", 0) is None:
         backbone_cfg = dataclasses.replace(backbone_cfg, in_channels=info.channels)
+    channels = getattr(backbone_cfg, "in_channels", None)
+    if isinstance(channels, int) and channels != info.channels:  # a crash at the first step otherwise
+        raise UserError(f"[backbone] in_channels = {channels}, but the images of dataset '{recipe.data.name}' have "
+                        f"{info.channels} channel(s); remove the key (it defaults to the dataset's)")
     backbone = registry.get("backbones", recipe.backbone_name).factory(backbone_cfg)
     if not isinstance(getattr(backbone, "num_features", None), int):
         raise PluginError(f"backbone '{recipe.backbone_name}' has no integer 'num_features' attribute")
@@ -144,8 +149,16 @@ def plan(recipe: Recipe, num_samples: int, world_size: int) -> Plan:
     if recipe.train.max_steps is not None:
         max_steps = min(max_steps, recipe.train.max_steps)
     scale = global_batch * accumulation / 256 if recipe.optim.lr_scaling == "linear" else 1.0
+    o = recipe.optim
+    if o.schedule == "cosine" and o.min_lr > o.lr * scale:
+        raise UserError(f"[optim] min_lr {o.min_lr:g} is above the peak learning rate {o.lr * scale:g} (lr {o.lr:g}, "
+                        f"{o.lr_scaling} scaling): the cosine schedule would rise; lower min_lr")
+    warmup = round(o.warmup_epochs * steps_per_epoch)
+    if warmup > max_steps:
+        warnings.warn(f"ssl_kit: [optim] warmup_epochs {o.warmup_epochs:g} ({warmup} steps) is longer than the run "
+                      f"({max_steps} steps): the learning rate never reaches its peak", UserWarning, stacklevel=2)
     return Plan(world_size, global_batch, accumulation, steps_per_epoch, max_steps,
-                warmup_steps=round(recipe.optim.warmup_epochs * steps_per_epoch), lr_scale=scale,
+                warmup_steps=warmup, lr_scale=scale,
                 lr=recipe.optim.lr * scale)
 
 

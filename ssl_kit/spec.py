@@ -21,10 +21,10 @@ class ViewSpec:
     """The views a method needs; a recipe's ``[views]`` table overrides any field."""
 
     global_views: int = knob(2, "number of global views per image", min=1)
-    global_size: int | None = knob(None, "global crop size in px (default: the dataset's image size)", min=1)
+    global_size: int | None = knob(None, "global crop size in px (default: the dataset's image size)", min=4)
     global_scale: tuple[float, float] = knob((0.08, 1.0), "RandomResizedCrop area range of global views", gt=0, max=1)
     local_views: int = knob(0, "number of local (multi-crop) views per image", min=0)
-    local_size: int | None = knob(None, "local crop size in px (default: 3/7 of global_size)", min=1)
+    local_size: int | None = knob(None, "local crop size in px (default: 3/7 of global_size)", min=4)
     local_scale: tuple[float, float] = knob((0.05, 0.4), "RandomResizedCrop area range of local views", gt=0, max=1)
     preset: str = knob("simclr", "augmentation preset (python -m ssl_kit plugins lists them)")
     normalize: bool = knob(True, "normalise with the dataset's mean and std after augmentation")

@@ -87,6 +87,12 @@ CASES = {
         or child_args(t, FOLDER, f"data.root={t / 'img'}"), "again, through a symbolic link"),
     "override switches the method but keeps its keys": (
         lambda t: tiny_args(t, "backbone.name=resnet18"), "switched [backbone] to another component"),
+    "backbone channels differ from the data's": (lambda t: tiny_args(t, "backbone.in_channels=1"),
+                                                 "in_channels = 1, but the images of dataset 'fake' have 3"),
+    "view too small for the augmentations": (lambda t: tiny_args(t, "views.local_views=2", "views.local_size=1"),
+                                             "key 'local_size' must be >= 4"),
+    "seed beyond 32 bits": (lambda t: tiny_args(t, "train.seed=99999999999999999999"), "key 'seed' must be <="),
+    "cosine ending above its peak": (lambda t: tiny_args(t, "optim.min_lr=1.0"), "min_lr 1 is above the peak"),
     "unknown timm model": (lambda t: child_args(t, '[backbone]\nname = "timm"\n', "backbone.model=resnet_nope"),
                            "unknown timm model"),
 }

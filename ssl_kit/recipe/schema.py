@@ -51,7 +51,7 @@ TRACKERS = ("tensorboard", "wandb")
 class TrainConfig:
     epochs: int = knob(100, "passes over the training split", min=1)
     max_steps: int | None = knob(None, "stop after this many optimizer steps (the schedule is shortened)", min=1)
-    seed: int = knob(0, "seed of initialisation, data order and every augmentation")
+    seed: int = knob(0, "seed of initialisation, data order and every augmentation (0 to 2**32 - 1)", min=0, max=2**32 - 1)
     precision: Literal["no", "fp16", "bf16", "auto"] = knob(
         "no", "mixed precision: 'auto' picks bf16 (or fp16) on GPUs and full precision on CPU; fp16 without a GPU falls back to full precision with a warning"
     )
