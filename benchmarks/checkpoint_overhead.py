@@ -25,7 +25,7 @@ def measure(name, backbone, repeats=3):
         saves, loads = [], []
         for step in range(1, repeats + 1):
             t = time.perf_counter()
-            path = save_checkpoint(Path(tmp), step, {"": method}, optimizer, scheduler, {"step": step},
+            path = save_checkpoint(Path(tmp), step, {"": method}, optimizer, scheduler, {"step": step, "skipped_nonfinite": 0},
                                    keep=2, is_main=True, rank=0, barrier=lambda: None)
             saves.append(time.perf_counter() - t)
             t = time.perf_counter()
