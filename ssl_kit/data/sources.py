@@ -13,8 +13,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from ssl_kit.config import knob
 from ssl_kit.data.base import IMAGENET_MEAN, IMAGENET_STD, TensorImages, channel_stats, check_split
@@ -39,6 +37,9 @@ def digits(cfg: DigitsConfig, split: str) -> TensorImages:
     ``info.indices`` and written to results.json. Pixels 0..16 are scaled to 0..255.
     """
     check_split("digits", split)
+    from sklearn.datasets import load_digits  # imported when used: scikit-learn's import is slow
+    from sklearn.model_selection import train_test_split
+
     data = load_digits()
     train_idx, test_idx = train_test_split(
         np.arange(len(data.target)),

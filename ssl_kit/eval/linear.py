@@ -14,13 +14,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +98,16 @@ def linear_probe(
                 f"cv_folds={cv_folds} needs >= {cv_folds} train samples per class; "
                 f"class {classes[counts.argmin()]} has {counts.min()}"
             )
+
+    # scikit-learn is imported here, not at module level: a training process that never
+    # evaluates (and every CLI start) does not pay its import time
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     def probe(c: float) -> Any:
         model: Any = LogisticRegression(C=c, max_iter=max_iter, solver=solver, random_state=seed)

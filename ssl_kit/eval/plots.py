@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.manifold import TSNE
 
 
 def _pyplot() -> Any:
@@ -86,8 +84,12 @@ def plot_embedding(
         keep = np.sort(np.random.default_rng(seed).choice(len(x), samples, replace=False))
         x, y = x[keep], y[keep]
     if method == "tsne":
+        from sklearn.manifold import TSNE  # imported when used: its import is slow
+
         xy = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30.0, (len(x) - 1) / 3)).fit_transform(x)
     else:
+        from sklearn.decomposition import PCA
+
         xy = PCA(n_components=2, random_state=seed).fit_transform(x)
     fig, ax = plt.subplots(figsize=(6.5, 6), dpi=120)
     cmap = plt.get_cmap("tab10" if len(np.unique(y)) <= 10 else "tab20")
