@@ -154,9 +154,9 @@ def plan(recipe: Recipe, num_samples: int, world_size: int) -> Plan:
         raise UserError(f"[optim] min_lr {o.min_lr:g} is above the peak learning rate {o.lr * scale:g} (lr {o.lr:g}, "
                         f"{o.lr_scaling} scaling): the cosine schedule would rise; lower min_lr")
     warmup = round(o.warmup_epochs * steps_per_epoch)
-    if warmup > max_steps:
+    if warmup > max_steps and recipe.train.max_steps is None:  # (a max_steps smoke run is short on purpose)
         warnings.warn(f"ssl_kit: [optim] warmup_epochs {o.warmup_epochs:g} ({warmup} steps) is longer than the run "
-                      f"({max_steps} steps): the learning rate never reaches its peak", UserWarning, stacklevel=2)
+                      f"({max_steps} steps): the learning rate never reaches its peak", UserWarning, stacklevel=1)
     return Plan(world_size, global_batch, accumulation, steps_per_epoch, max_steps,
                 warmup_steps=warmup, lr_scale=scale,
                 lr=recipe.optim.lr * scale)

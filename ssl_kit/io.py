@@ -45,7 +45,9 @@ def make_folder(path: Path, what: str = "train.output_dir") -> None:
 def lock_run_dir(run_dir: Path) -> Any:
     """An OS lock on ``run_dir`` held by this process until the returned file is closed; a
     one-line error naming the holder if another process has it. The lock dies with its process, so
-    a killed run never leaves it stuck. (No lock where the OS has no ``fcntl``, e.g. Windows.)"""
+    a killed run never leaves it stuck. It is a POSIX record lock (``lockf``), which forked children
+    (DataLoader workers) do not inherit: an orphaned worker of a killed run cannot keep it. (No lock
+    where the OS has no ``fcntl``, e.g. Windows.)"""
     try:
         import fcntl
     except ImportError:  # pragma: no cover
@@ -53,7 +55,7 @@ def lock_run_dir(run_dir: Path) -> Any:
     make_folder(run_dir)
     handle = open(run_dir / ".lock", "a+", encoding="utf-8")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.seek(0)
         holder = handle.read().strip() or "another process"

@@ -1,5 +1,6 @@
 """Recipes: loading, extends, overrides, and one clear one-line error per kind of mistake."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ssl_kit.errors import RecipeError, UserError
-from ssl_kit.io import dumps_toml
+from ssl_kit.io import dumps_toml, loads_toml
 from ssl_kit.recipe import load_recipe, parse_override
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,21 @@ def test_resolved_recipe_round_trips_through_toml(tmp_path):
     path = write(tmp_path, dumps_toml(recipe.resolved()), "quickstart.toml")
     again = load_recipe(path)
     assert again.resolved() == recipe.resolved()
+
+
+HOSTILE = ['quote " and \\ backslash', "line\nbreak\ttab", "control \x01\x1f\x7f", "é ünïcödé 中文",
+           "{name} braces [not a table]", "'''triple''' and \"\"\"", "trailing space "]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_resolved_recipe_with_hostile_strings_is_valid_toml_and_reruns_as_is(tmp_path, text):
+    """Every string a recipe may hold survives the resolved recipe.toml (description, values)."""
+    recipe = load_recipe(QUICKSTART, [f"train.tracker_project={json.dumps(text)}"])
+    tree = {"description": text, **{k: v for k, v in recipe.resolved().items() if k != "description"}}
+    written = dumps_toml(tree)
+    assert loads_toml(written)["description"] == text
+    again = load_recipe(write(tmp_path, written, "hostile.toml"))
+    assert again.resolved() == tree and again.train.tracker_project == text
 
 
 def test_extends_deep_merges_the_base(tmp_path):
