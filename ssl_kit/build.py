@@ -13,15 +13,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ssl_kit.checkpoint import read_model, split_tensors
 from ssl_kit.config import build_config
 from ssl_kit.data.base import ImageDataset
+from ssl_kit.data.batched import BatchedViews, DeviceBatches, load_split, memory_budget, refuse
 from ssl_kit.data.sampler import EpochBatchSampler
 from ssl_kit.data.views import MultiViewDataset, multi_view
 from ssl_kit.errors import PluginError, UserError
@@ -175,11 +178,63 @@ def build_views(parts: Components, seed: int | None = None) -> MultiViewDataset:
                       global_batch=parts.recipe.data.batch_size)
 
 
-def build_loader(parts: Components, rank: int, world_size: int, start_batch: int = 0) -> torch.utils.data.DataLoader:
-    """This process's loader: its share of every global batch from batch ``start_batch`` on."""
+def build_batched_views(parts: Components) -> BatchedViews | str:
+    """The batched form of the training views (:mod:`ssl_kit.data.batched`), or why there is none."""
+    registry = get_registry()
+    views, info = parts.views, parts.dataset.info
+    preset = registry.get("view_presets", views.preset, "[views] preset:").factory
+    group_preset = registry.get("view_presets", views.group_preset, "[views] group_preset:").factory \
+        if views.group_preset else None
+    if info.image_size is None:
+        return "the dataset does not say its image size"
+    mean, std = info.normalisation(views.normalize)
+    try:
+        return BatchedViews(views, preset, info.channels, info.image_size, info.image_size, mean, std,
+                            parts.recipe.train.seed, group_preset)
+    except ValueError as unknown:
+        return f"the preset '{views.preset}' (or group_preset) has an op without a batched form ({unknown})"
+
+
+def build_device_batches(parts: Components, device: torch.device, sampler: EpochBatchSampler,
+                         progress: bool = False) -> DeviceBatches | str:
+    """The batched view path on ``device``, or why it cannot be used (``[data] batched_views``)."""
+    views = build_batched_views(parts)
+    if isinstance(views, str):
+        return views
+    info, n = parts.dataset.info, len(parts.dataset)
+    estimate = n * info.channels * (info.image_size or 0) ** 2
+    budget = memory_budget(device)
+    if estimate > budget:
+        return f"the split ({estimate / 2**20:.0f} MiB as uint8) exceeds a quarter of the free memory ({budget * 4 / 2**20:.0f} MiB)"
+    bar = (lambda loader: tqdm(loader, desc="decode split", dynamic_ncols=True)) if progress else None
+    split = load_split(parts.dataset, device, parts.recipe.data.num_workers, bar)
+    if isinstance(split, str):
+        return f"the split holds {split}"
+    return DeviceBatches(split, views, sampler)
+
+
+def build_loader(parts: Components, rank: int, world_size: int, start_batch: int = 0,
+                 device: torch.device | None = None, say: Callable[[str], None] | None = None,
+                 progress: bool = False) -> Iterable[dict[str, Any]]:
+    """This process's batches: its share of every global batch from batch ``start_batch`` on, made
+    on ``device`` by the batched path when ``[data] batched_views`` allows (``say`` tells which
+    path and why; ``progress`` shows a bar while the split is decoded), else by a DataLoader of
+    per-sample views."""
     recipe = parts.recipe
     sampler = EpochBatchSampler(len(parts.dataset), recipe.data.batch_size, recipe.train.seed, recipe.train.epochs,
                                 rank, world_size, start_step=start_batch)
+    mode = recipe.data.batched_views
+    if mode != "off":
+        device = device or torch.device("cpu")
+        batched = build_device_batches(parts, device, sampler, progress=progress)
+        if not isinstance(batched, str):
+            if say:
+                say(f"ssl_kit: views made in batches on {device} ({batched.split.nbytes / 2**20:.1f} MiB of images)")
+            return batched
+        if mode == "on":
+            raise refuse(batched)
+        if say:
+            say(f"ssl_kit: views made per sample ([data] batched_views = 'auto': {batched})")
     workers = recipe.data.num_workers
     return torch.utils.data.DataLoader(
         build_views(parts),

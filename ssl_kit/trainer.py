@@ -148,7 +148,8 @@ def fit(parts: Components, accelerator: Accelerator, run_dir: Path, resume: Path
     model, optimizer = accelerator.prepare(model, optimizer)
     if cfg.compile:
         model = torch.compile(model)
-    batches = iter(build_loader(parts, rank, world, start_batch=state["step"] * p.accumulation))
+    batches = iter(build_loader(parts, rank, world, start_batch=state["step"] * p.accumulation, device=device,
+                                 say=say, progress=cfg.progress and main))
     say(f"ssl_kit: {recipe.method_name} on {recipe.data.name} | processes {world} | per-device batch "
         f"{p.global_batch // world} | grad accumulation {p.accumulation} | effective batch {p.effective_batch} | "
         f"base lr {o.lr:g} | effective lr {p.lr:g} ({o.lr_scaling} scaling) | {p.max_steps} steps | "

@@ -20,6 +20,12 @@ class DataConfig:
     persistent_workers: bool = knob(False, "keep workers alive between loader passes")
     prefetch_factor: int | None = knob(None, "batches prefetched per worker (default: PyTorch's)", min=1)
     train_split: str = knob("train", "dataset split used for self-supervised training")
+    batched_views: Literal["auto", "on", "off"] = knob(
+        "off", "make views on the training device with batched ops from the split decoded once into memory "
+        "(ssl_kit.data.batched): 'on' (an error when it cannot), 'auto' (when every op of the preset has a batched "
+        "form and the split fits a quarter of the free device memory; else per-sample views in DataLoader "
+        "workers), 'off' (per-sample views)"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
