@@ -190,7 +190,7 @@ def build_batched_views(parts: Components) -> BatchedViews | str:
     mean, std = info.normalisation(views.normalize)
     try:
         return BatchedViews(views, preset, info.channels, info.image_size, info.image_size, mean, std,
-                            parts.recipe.train.seed, group_preset)
+                            parts.recipe.train.seed, group_preset, parts.recipe.data.batch_size)
     except ValueError as unknown:
         return f"the preset '{views.preset}' (or group_preset) has an op without a batched form ({unknown})"
 

@@ -21,7 +21,7 @@ from ssl_kit.build import build, build_loader
 from ssl_kit.data import batched_ops as B
 from ssl_kit.data.batched import BatchedViews, compile_preset
 from ssl_kit.data.presets import preset_digits, preset_simclr
-from ssl_kit.errors import DataError
+from ssl_kit.errors import DataError, UserError
 from ssl_kit.hooks import hookimpl
 from ssl_kit.plugins import get_registry
 from ssl_kit.recipe import load_recipe
@@ -248,3 +248,8 @@ def test_two_processes_equal_one_on_the_batched_path(tmp_path):
     run_contract(tmp_path, recipe, processes=2, overrides=("data.batched_views=on",))
     gap = compare_runs(tmp_path / "simclr" / "p1", tmp_path / "simclr" / "p2")
     assert gap["loss"] < 1e-5 and gap["weights"] < 1e-5, gap
+
+
+def test_groups_that_do_not_divide_the_global_batch_are_refused_at_build_time():
+    with pytest.raises(UserError, match="shared_groups 3 does not divide the global batch"):
+        BatchedViews(spec(group_views=1, shared_groups=3), preset_simclr, 3, 16, 16, None, None, seed=0, global_batch=8)

@@ -32,7 +32,7 @@ from torchvision.transforms import v2
 from ssl_kit.data import batched_ops as ops
 from ssl_kit.data.base import ImageDataset
 from ssl_kit.data.presets import ClampUnit
-from ssl_kit.data.views import SampleKey, mix_seed
+from ssl_kit.data.views import SampleKey, group_size, mix_seed
 from ssl_kit.errors import DataError
 from ssl_kit.spec import ViewContext, ViewSpec
 
@@ -54,8 +54,15 @@ def _applied(u: torch.Tensor, p: float) -> torch.Tensor:
     return u < p  # RandomApply's test: torch.rand(1) < p
 
 
-def _where(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.where(mask.view(-1, 1, 1, 1), a, b)
+def _where(mask: torch.Tensor, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+           arg: torch.Tensor | None = None) -> torch.Tensor:
+    """``fn(x[i], arg[i])`` for the rows where ``mask``, ``x[i]`` elsewhere: only those rows are
+    computed (a jittered image costs one adjustment per kind, not one per kind and position)."""
+    rows = mask.nonzero().squeeze(1)
+    if rows.numel() == 0:
+        return x
+    picked = fn(x[rows], arg[rows] if arg is not None else rows)
+    return x.index_copy(0, rows, picked.to(x.dtype))
 
 
 def _interpolation(op: nn.Module) -> str | None:
@@ -78,7 +85,7 @@ def _jitter(op: v2.ColorJitter, p: float) -> BatchedOp:
                 if bounds is None:
                     continue
                 factor = bounds[0] + (bounds[1] - bounds[0]) * u[:, 1 + k]
-                x = _where(on & (order[:, position] == k), adjust_fn(x, factor), x)
+                x = _where(on & (order[:, position] == k), adjust_fn, x, factor)
         return x
 
     return BatchedOp("ColorJitter", 9, fn)
@@ -171,21 +178,21 @@ def _compile_op(op: nn.Module, shape: list[int], p: float = 1.0) -> BatchedOp | 
         if kh != kw or kh // 2 >= min(shape[1:]):  # reflect padding needs pad < side
             return None
         return BatchedOp("GaussianBlur", 2, lambda x, u: _where(
-            _applied(u[:, 0], p), ops.gaussian_blur(x, kh, lo + (hi - lo) * u[:, 1]), x))
+            _applied(u[:, 0], p), lambda xs, sigma: ops.gaussian_blur(xs, kh, sigma), x, lo + (hi - lo) * u[:, 1]))
     if p != 1.0:
         return None  # the ops below carry their own probability
     if isinstance(op, ClampUnit):
         return BatchedOp("ClampUnit", 0, lambda x, u: x.clamp(0.0, 1.0))
     if isinstance(op, v2.RandomHorizontalFlip):
-        return BatchedOp("RandomHorizontalFlip", 1, lambda x, u: _where(_applied(u[:, 0], op.p), x.flip(-1), x))
+        return BatchedOp("RandomHorizontalFlip", 1, lambda x, u: _where(_applied(u[:, 0], op.p), lambda xs, _: xs.flip(-1), x))
     if isinstance(op, v2.RandomGrayscale):
         if channels == 1:
             return BatchedOp("RandomGrayscale", 0, lambda x, u: x)
         return BatchedOp("RandomGrayscale", 1, lambda x, u: _where(
-            _applied(u[:, 0], op.p), ops.grayscale(x).expand_as(x), x))
+            _applied(u[:, 0], op.p), lambda xs, _: ops.grayscale(xs).expand_as(xs), x))
     if isinstance(op, v2.RandomSolarize):
         return BatchedOp("RandomSolarize", 1, lambda x, u: _where(
-            _applied(u[:, 0], op.p), ops.solarize(x, float(op.threshold)), x))
+            _applied(u[:, 0], op.p), lambda xs, _: ops.solarize(xs, float(op.threshold)), x))
     for kind, make in ((v2.RandomResizedCrop, _crop), (v2.Resize, _resize), (v2.CenterCrop, _center_crop),
                        (v2.RandomAffine, _affine)):
         if type(op) is kind:
@@ -211,9 +218,12 @@ class BatchedViews:
 
     def __init__(self, spec: ViewSpec, preset: Callable[[ViewContext], list[nn.Module]], channels: int,
                  height: int, width: int, mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
-                 seed: int, group_preset: Callable[[ViewContext], list[nn.Module]] | None = None) -> None:
+                 seed: int, group_preset: Callable[[ViewContext], list[nn.Module]] | None = None,
+                 global_batch: int | None = None) -> None:
         """Raises ``ValueError`` naming the op when some view's preset has one the batched path
-        does not know (:meth:`try_build` turns that into a reason)."""
+        does not know; a ``global_batch`` given is checked against the groups at once."""
+        if spec.group_views and global_batch is not None:
+            group_size(global_batch, spec.shared_groups)
         size, local_size = spec.sizes(height)
         self.seed, self.shared_groups = seed, spec.shared_groups
         self.mean = torch.tensor(mean).view(1, -1, 1, 1) if mean is not None and std is not None else None
@@ -253,9 +263,9 @@ class BatchedViews:
                       for v, o in enumerate(self.local_ops)],
         }
         if self.group_ops:
-            if position is None or global_batch < 1 or global_batch % self.shared_groups:
-                raise ValueError("group views need each row's position in a global batch divisible into groups")
-            group = position // (global_batch // self.shared_groups)
+            if position is None:
+                raise ValueError("group views need each row's position in the global batch")
+            group = position // group_size(global_batch, self.shared_groups)
             out["group"] = [self._make(images, o, mix_seed(self.seed, epoch, step, 2000 + v, STREAM), group)
                             for v, o in enumerate(self.group_ops)]
             out["group_index"] = group

@@ -97,6 +97,19 @@ def mix_seed(*parts: int) -> int:
     return h & 0x7FFFFFFFFFFFFFFF
 
 
+def group_size(global_batch: int, shared_groups: int) -> int:
+    """Images per group when a global batch of ``global_batch`` rows is cut into ``shared_groups``
+    groups; a :class:`UserError` when they do not divide it."""
+    if global_batch < 1:
+        raise ValueError("group views need SampleKey.global_batch (the rows of the global batch)")
+    if global_batch % shared_groups:
+        raise UserError(
+            f"[views] shared_groups {shared_groups} does not divide the global batch ([data] batch_size "
+            f"{global_batch}): every group needs as many images; use a divisor of {global_batch}"
+        )
+    return global_batch // shared_groups
+
+
 class SampleKey(NamedTuple):
     """What the batch sampler hands a dataset worker: enough to seed every view."""
 
@@ -134,14 +147,7 @@ class MultiViewDataset(torch.utils.data.Dataset):
 
     def group_size(self, global_batch: int) -> int:
         """Images per group of a global batch of ``global_batch`` rows."""
-        if global_batch < 1:
-            raise ValueError("group views need SampleKey.global_batch (the rows of the global batch)")
-        if global_batch % self.shared_groups:
-            raise UserError(
-                f"[views] shared_groups {self.shared_groups} does not divide the global batch ([data] batch_size "
-                f"{global_batch}): every group needs as many images; use a divisor of {global_batch}"
-            )
-        return global_batch // self.shared_groups
+        return group_size(global_batch, self.shared_groups)
 
     def __len__(self) -> int:
         return len(self.dataset)
