@@ -26,10 +26,19 @@ def exact(loss_fn):
     @functools.wraps(loss_fn)
     def wrapper(*args, **kwargs):
         device = next((a.device.type for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), "cpu")
+        if not _autocast_enabled(device):  # nothing to switch off: skip the context (a few us per call)
+            return loss_fn(*args, **kwargs)
         with torch.autocast(device_type=device, enabled=False):
             return loss_fn(*args, **kwargs)
 
     return wrapper
+
+
+def _autocast_enabled(device: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device)
+    except (RuntimeError, TypeError):  # a device type autocast does not know: let the context decide
+        return True
 
 
 def similarity_matrix(a: torch.Tensor, b: torch.Tensor, similarity: Similarity = "cosine") -> torch.Tensor:
@@ -106,10 +115,14 @@ def nt_xent(
     # this process's rows sit at [offset, offset + rows) of the gathered layout (rank-major, then
     # view-major inside each rank); the self and positive columns are found there
     offset = distributed.rank_offset(rows) if gather else 0
-    logits = similarity_matrix(z, everything, similarity) / temperature
     local = torch.arange(rows, device=z.device)
     self_cols = offset + local
-    logits = logits.masked_fill(F.one_hot(self_cols, everything.shape[0]).bool(), float("-inf"))
+    logits = similarity_matrix(z, everything, similarity)
+    if callable(similarity):  # its output may be saved by its own backward: no in-place op on it
+        logits = (logits / temperature).index_put((local, self_cols), logits.new_tensor(float("-inf")))
+    else:  # a fresh matmul result that no backward saves: scale and mask it in place (same values,
+        # one (rows, columns) buffer instead of three, and no (rows, columns) int64 one-hot mask)
+        logits = logits.div_(temperature).index_put_((local, self_cols), logits.new_tensor(float("-inf")))
     # positives of row v*N+i: rows v'*N+i of the same process, v' != v
     image = local % n
     positive_cols = torch.stack([offset + v * n + image for v in range(n_views)], dim=1)  # (rows, V)
@@ -156,5 +169,5 @@ def moco_infonce(
         positive, negative = (q * k).sum(dim=1), q @ queue
     else:
         raise ValueError(f"unknown similarity {similarity!r}; allowed: dot or a callable")
-    logits = torch.cat([positive[:, None], negative], dim=1) / temperature
+    logits = torch.cat([positive[:, None], negative], dim=1).div_(temperature)  # in place on the fresh cat: same bits
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
