@@ -24,7 +24,15 @@ from tqdm.auto import tqdm
 from ssl_kit.checkpoint import read_model, split_tensors
 from ssl_kit.config import build_config
 from ssl_kit.data.base import ImageDataset
-from ssl_kit.data.batched import BatchedViews, DeviceBatches, load_split, memory_budget, refuse
+from ssl_kit.data.batched import (
+    BatchedViews,
+    DeviceBatches,
+    HybridBatches,
+    WorkerCrops,
+    load_split,
+    memory_budget,
+    refuse,
+)
 from ssl_kit.data.sampler import EpochBatchSampler
 from ssl_kit.data.views import MultiViewDataset, multi_view
 from ssl_kit.errors import PluginError, UserError
@@ -178,21 +186,26 @@ def build_views(parts: Components, seed: int | None = None) -> MultiViewDataset:
                       global_batch=parts.recipe.data.batch_size)
 
 
-def build_batched_views(parts: Components) -> BatchedViews | str:
-    """The batched form of the training views (:mod:`ssl_kit.data.batched`), or why there is none."""
+def build_batched_views(parts: Components, any_size: bool = False) -> BatchedViews | str:
+    """The batched form of the training views (:mod:`ssl_kit.data.batched`), or why there is none;
+    ``any_size``: for images of any size (the hybrid path)."""
     registry = get_registry()
     views, info = parts.views, parts.dataset.info
     preset = registry.get("view_presets", views.preset, "[views] preset:").factory
     group_preset = registry.get("view_presets", views.group_preset, "[views] group_preset:").factory \
         if views.group_preset else None
-    if info.image_size is None:
+    size = info.image_size
+    if size is None and not any_size:
         return "the dataset does not say its image size"
     mean, std = info.normalisation(views.normalize)
     try:
-        return BatchedViews(views, preset, info.channels, info.image_size, info.image_size, mean, std,
-                            parts.recipe.train.seed, group_preset, parts.recipe.data.batch_size)
+        batched = BatchedViews(views, preset, info.channels, size, size, mean, std, parts.recipe.train.seed,
+                               group_preset, parts.recipe.data.batch_size)
     except ValueError as unknown:
         return f"the preset '{views.preset}' (or group_preset) has an op without a batched form ({unknown})"
+    if any_size and isinstance(batched.ends, str):
+        return batched.ends
+    return batched
 
 
 def build_device_batches(parts: Components, device: torch.device, sampler: EpochBatchSampler,
@@ -213,31 +226,10 @@ def build_device_batches(parts: Components, device: torch.device, sampler: Epoch
     return DeviceBatches(split, views, sampler)
 
 
-def build_loader(parts: Components, rank: int, world_size: int, start_batch: int = 0,
-                 device: torch.device | None = None, say: Callable[[str], None] | None = None,
-                 progress: bool = False) -> Iterable[dict[str, Any]]:
-    """This process's batches: its share of every global batch from batch ``start_batch`` on, made
-    on ``device`` by the batched path when ``[data] batched_views`` allows (``say`` tells which
-    path and why; ``progress`` shows a bar while the split is decoded), else by a DataLoader of
-    per-sample views."""
-    recipe = parts.recipe
-    sampler = EpochBatchSampler(len(parts.dataset), recipe.data.batch_size, recipe.train.seed, recipe.train.epochs,
-                                rank, world_size, start_step=start_batch)
-    mode = recipe.data.batched_views
-    if mode != "off":
-        device = device or torch.device("cpu")
-        batched = build_device_batches(parts, device, sampler, progress=progress)
-        if not isinstance(batched, str):
-            if say:
-                say(f"ssl_kit: views made in batches on {device} ({batched.split.nbytes / 2**20:.1f} MiB of images)")
-            return batched
-        if mode == "on":
-            raise refuse(batched)
-        if say:
-            say(f"ssl_kit: views made per sample ([data] batched_views = 'auto': {batched})")
+def _loader(dataset: torch.utils.data.Dataset, sampler: EpochBatchSampler, recipe: Recipe) -> torch.utils.data.DataLoader:
     workers = recipe.data.num_workers
     return torch.utils.data.DataLoader(
-        build_views(parts),
+        dataset,
         batch_sampler=sampler,
         num_workers=workers,
         pin_memory=recipe.data.pin_memory,
@@ -247,6 +239,43 @@ def build_loader(parts: Components, rank: int, world_size: int, start_batch: int
         # belongs to the model (dropout) and is restored exactly on resume.
         generator=torch.Generator().manual_seed(recipe.train.seed),
     )
+
+
+def build_loader(parts: Components, rank: int, world_size: int, start_batch: int = 0,
+                 device: torch.device | None = None, say: Callable[[str], None] | None = None,
+                 progress: bool = False) -> Iterable[dict[str, Any]]:
+    """This process's batches: its share of every global batch from batch ``start_batch`` on, on
+    ``device``, by the path ``[data] batched_views`` allows: the whole split decoded there and
+    every view made in batches; else crops made per sample in DataLoader workers and the rest in
+    batches there (the hybrid path); else per-sample views in DataLoader workers. ``say`` tells
+    which path and why; ``progress`` shows a bar while a split is decoded."""
+    recipe = parts.recipe
+    sampler = EpochBatchSampler(len(parts.dataset), recipe.data.batch_size, recipe.train.seed, recipe.train.epochs,
+                                rank, world_size, start_step=start_batch)
+    mode, device = recipe.data.batched_views, device or torch.device("cpu")
+    why = ""
+    if mode in ("auto", "on"):
+        batched = build_device_batches(parts, device, sampler, progress=progress)
+        if not isinstance(batched, str):
+            if say:
+                say(f"ssl_kit: views made in batches on {device} ({batched.split.nbytes / 2**20:.1f} MiB of images)")
+            return batched
+        if mode == "on":
+            raise refuse(batched)
+        why = batched
+    if mode in ("auto", "hybrid"):
+        hybrid = build_batched_views(parts, any_size=True)
+        if not isinstance(hybrid, str):
+            if say:
+                say(f"ssl_kit: views cropped per sample in DataLoader workers and finished in batches on {device}"
+                    + (f" (the whole split cannot be used: {why})" if why else ""))
+            return HybridBatches(_loader(WorkerCrops(parts.dataset, hybrid), sampler, recipe), hybrid, device)
+        if mode == "hybrid":
+            raise refuse(hybrid, mode)
+        why = hybrid
+    if say and mode != "off":
+        say(f"ssl_kit: views made per sample ([data] batched_views = 'auto': {why})")
+    return _loader(build_views(parts), sampler, recipe)
 
 
 def build_probe(recipe: Recipe, info: DatasetInfo, num_features: int) -> OnlineProbe | None:

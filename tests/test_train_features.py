@@ -171,8 +171,7 @@ def test_deterministic_and_channels_last_runs_match_the_default_run(recipe, tmp_
 def test_gradient_accumulation_averages_the_micro_batch_gradients(recipe, tmp_path):
     """What holds: k micro-batches of B give the mean of their k gradients (one optimizer step).
     What does not: it is not one batch of kB for a contrastive loss (other negatives)."""
-    from ssl_kit.build import build, build_views
-    from ssl_kit.data.sampler import EpochBatchSampler
+    from ssl_kit.build import build, build_loader
 
     overrides = ["train.max_steps=1", "optim.momentum=0.0", "train.checkpoint_every=0"]
     r = recipe(tmp_path / "acc", "train.grad_accumulation=2", *overrides)
@@ -181,9 +180,7 @@ def test_gradient_accumulation_averages_the_micro_batch_gradients(recipe, tmp_pa
 
     parts = build(r)
     method = parts.method
-    views = build_views(parts)
-    sampler = EpochBatchSampler(len(parts.dataset), 8, r.train.seed, r.train.epochs)
-    loader = torch.utils.data.DataLoader(views, batch_sampler=sampler)
+    loader = build_loader(parts, rank=0, world_size=1)  # the training path's micro-batches (batched views here)
     optimizer = torch.optim.SGD(method.parameters(), lr=r.optim.lr)
     for _, batch in zip(range(2), loader):
         (method(batch)["loss"] / 2).backward()

@@ -48,6 +48,7 @@ class BatchedOp:
     name: str
     draws: int
     fn: Op
+    fixes_size: bool = False  # its output size does not depend on its input's (a crop or a 2-d resize)
 
 
 def _applied(u: torch.Tensor, p: float) -> torch.Tensor:
@@ -103,7 +104,7 @@ def _crop(op: v2.RandomResizedCrop, shape: list[int]) -> BatchedOp | None:
         top, left, bh, bw = ops.random_crop_boxes(u, h, w, tuple(op.scale), tuple(op.ratio))
         return ops.resized_crop(x, top, left, bh, bw, size, mode)
 
-    return BatchedOp("RandomResizedCrop", 22, fn)
+    return BatchedOp("RandomResizedCrop", 22, fn, fixes_size=True)
 
 
 def _resize(op: v2.Resize, shape: list[int]) -> BatchedOp | None:
@@ -125,7 +126,7 @@ def _resize(op: v2.Resize, shape: list[int]) -> BatchedOp | None:
                                  torch.full((n,), h, device=x.device), torch.full((n,), w, device=x.device))
         return x if size == (h, w) else ops.resized_crop(x, zeros, zeros, full_h, full_w, size, mode)
 
-    return BatchedOp("Resize", 0, fn)
+    return BatchedOp("Resize", 0, fn, fixes_size=len(op.size) == 2)
 
 
 def _center_crop(op: v2.CenterCrop, shape: list[int]) -> BatchedOp | None:
@@ -135,7 +136,7 @@ def _center_crop(op: v2.CenterCrop, shape: list[int]) -> BatchedOp | None:
         return None  # torchvision pads; not needed by any preset
     top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
     shape[1:] = [ch, cw]
-    return BatchedOp("CenterCrop", 0, lambda x, u: x[..., top:top + ch, left:left + cw])
+    return BatchedOp("CenterCrop", 0, lambda x, u: x[..., top:top + ch, left:left + cw], fixes_size=True)
 
 
 def _affine(op: v2.RandomAffine, shape: list[int]) -> BatchedOp | None:
@@ -214,39 +215,86 @@ def compile_preset(preset_ops: list[nn.Module], channels: int, height: int, widt
 
 
 class BatchedViews:
-    """Every view of the batch contract for a batch of uint8 images at once."""
+    """Every view of the batch contract for a batch of uint8 images at once; or, on the hybrid
+    path, each image's crops one at a time (:meth:`crop`, in DataLoader workers) and the rest of
+    the ops for the batch of crops (:meth:`finish`, on the device)."""
 
     def __init__(self, spec: ViewSpec, preset: Callable[[ViewContext], list[nn.Module]], channels: int,
-                 height: int, width: int, mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
-                 seed: int, group_preset: Callable[[ViewContext], list[nn.Module]] | None = None,
+                 height: int | None, width: int | None, mean: tuple[float, ...] | None,
+                 std: tuple[float, ...] | None, seed: int,
+                 group_preset: Callable[[ViewContext], list[nn.Module]] | None = None,
                  global_batch: int | None = None) -> None:
         """Raises ``ValueError`` naming the op when some view's preset has one the batched path
-        does not know; a ``global_batch`` given is checked against the groups at once."""
+        does not know; a ``global_batch`` given is checked against the groups at once. ``height``
+        and ``width``: the images' size (None where they differ: the ops are then checked on
+        images of twice the view size). :meth:`crop` (the hybrid path) compiles the ops again for
+        each image size it meets."""
         if spec.group_views and global_batch is not None:
             group_size(global_batch, spec.shared_groups)
         size, local_size = spec.sizes(height)
-        self.seed, self.shared_groups = seed, spec.shared_groups
+        self.seed, self.shared_groups, self.channels = seed, spec.shared_groups, channels
         self.mean = torch.tensor(mean).view(1, -1, 1, 1) if mean is not None and std is not None else None
         self.std = torch.tensor(std).view(1, -1, 1, 1) if mean is not None and std is not None else None
+        self.contexts = {
+            "global": [(ViewContext("global", v, size, spec.global_scale, channels), preset) for v in range(spec.global_views)],
+            "local": [(ViewContext("local", v, local_size, spec.local_scale, channels), preset) for v in range(spec.local_views)],
+            "group": [(ViewContext("group", v, size, spec.global_scale, channels), group_preset or preset)
+                      for v in range(spec.group_views)],
+        }
+        self._compiled: dict[tuple[str, int, int, int], list[BatchedOp]] = {}
+        self.shape = (height or 2 * size, width or 2 * size)
+        self.ops = {kind: [self.view_ops(kind, v, *self.shape) for v in range(len(contexts))]
+                    for kind, contexts in self.contexts.items()}
+        self.global_ops, self.local_ops, self.group_ops = self.ops["global"], self.ops["local"], self.ops["group"]
+        self.ends = self.crop_ends()
 
-        def views(kind: str, count: int, vsize: int, scale: tuple[float, float], maker: Callable) -> list[list[BatchedOp]]:
-            out = []
-            for v in range(count):
-                compiled = compile_preset(maker(ViewContext(kind, v, vsize, scale, channels)), channels, height, width)
-                if isinstance(compiled, str):
-                    raise ValueError(compiled)
-                out.append(compiled)
-            return out
+    def view_ops(self, kind: str, view: int, height: int, width: int) -> list[BatchedOp]:
+        """The compiled ops of one view for images of ``height`` x ``width`` (cached)."""
+        key = (kind, view, height, width)
+        if key not in self._compiled:
+            context, maker = self.contexts[kind][view]
+            compiled = compile_preset(maker(context), self.channels, height, width)
+            if isinstance(compiled, str):
+                raise ValueError(compiled if (height, width) == self.shape else
+                                 f"{compiled} on an image of {height} x {width} px")
+            self._compiled[key] = compiled
+        return self._compiled[key]
 
-        self.global_ops = views("global", spec.global_views, size, spec.global_scale, preset)
-        self.local_ops = views("local", spec.local_views, local_size, spec.local_scale, preset)
-        self.group_ops = views("group", spec.group_views, size, spec.global_scale, group_preset or preset)
+    def crop_ends(self) -> dict[str, list[int]] | str:
+        """Where each view's per-sample part ends on the hybrid path: after its first op whose
+        output size is fixed (a crop, or a resize to height and width); or why a view has none."""
+        ends: dict[str, list[int]] = {}
+        for kind, views in self.ops.items():
+            ends[kind] = []
+            for v, view_ops in enumerate(views):
+                fixed = [k for k, op in enumerate(view_ops) if op.fixes_size]
+                if not fixed:
+                    return f"the {kind} view {v} has no op of a fixed output size (a crop or a resize to (h, w))"
+                ends[kind].append(fixed[0] + 1)
+        return ends
 
-    def _make(self, images: torch.Tensor, view_ops: list[BatchedOp], stream: int, keys: torch.Tensor) -> torch.Tensor:
-        x = images.to(torch.float32) / 255.0
-        for k, op in enumerate(view_ops):
+    def _streams(self, epoch: int, step: int) -> Iterator[tuple[str, int, int]]:
+        """(kind, view, stream) of every view of a step; group views are keyed on their group."""
+        for v in range(len(self.global_ops)):
+            yield "global", v, mix_seed(self.seed, epoch, v, STREAM)
+        for v in range(len(self.local_ops)):
+            yield "local", v, mix_seed(self.seed, epoch, 1000 + v, STREAM)
+        for v in range(len(self.group_ops)):
+            yield "group", v, mix_seed(self.seed, epoch, step, 2000 + v, STREAM)
+
+    @staticmethod
+    def _run(x: torch.Tensor, view_ops: list[BatchedOp], stream: int, keys: torch.Tensor, start: int,
+             stop: int) -> torch.Tensor:
+        """Ops ``start`` to ``stop`` of a view; op ``k`` draws from stream ``(stream, k)``."""
+        for k in range(start, stop):
+            op = view_ops[k]
             u = ops.uniform(mix_seed(stream, k), keys, op.draws) if op.draws else keys.new_empty(len(keys), 0)
             x = op.fn(x, u)
+        return x
+
+    def _make(self, images: torch.Tensor, view_ops: list[BatchedOp], stream: int, keys: torch.Tensor,
+              start: int = 0) -> torch.Tensor:
+        x = self._run(images.to(torch.float32) / 255.0, view_ops, stream, keys, start, len(view_ops))
         if self.mean is not None:
             x = (x - self.mean.to(x.device)) / self.std.to(x.device)
         return x.contiguous()
@@ -256,19 +304,41 @@ class BatchedViews:
         """The views of ``images`` (uint8 (B, C, H, W)) of dataset indices ``index`` at
         ``epoch``; ``step``, ``position`` (rows in the global batch) and ``global_batch`` place the
         rows in their groups when the spec has group views."""
-        out: dict[str, Any] = {
-            "global": [self._make(images, o, mix_seed(self.seed, epoch, v, STREAM), index)
-                       for v, o in enumerate(self.global_ops)],
-            "local": [self._make(images, o, mix_seed(self.seed, epoch, 1000 + v, STREAM), index)
-                      for v, o in enumerate(self.local_ops)],
-        }
+        out: dict[str, Any] = {"global": [], "local": []}
         if self.group_ops:
             if position is None:
                 raise ValueError("group views need each row's position in the global batch")
-            group = position // group_size(global_batch, self.shared_groups)
-            out["group"] = [self._make(images, o, mix_seed(self.seed, epoch, step, 2000 + v, STREAM), group)
-                            for v, o in enumerate(self.group_ops)]
-            out["group_index"] = group
+            out["group"], out["group_index"] = [], position // group_size(global_batch, self.shared_groups)
+        for kind, v, stream in self._streams(epoch, step):
+            keys = out["group_index"] if kind == "group" else index
+            out[kind].append(self._make(images, self.ops[kind][v], stream, keys))
+        return out
+
+    def crop(self, image: torch.Tensor, index: int, epoch: int, step: int = 0, group: int = 0) -> dict[str, list[torch.Tensor]]:
+        """The hybrid path's per-sample part for one uint8 (C, H, W) image of any size: every
+        view's ops up to its crop (:meth:`crop_ends`), with the batched path's draws, rounded to
+        uint8 (C, h, w). ``group``: the image's group, for group views."""
+        ends = self.ends
+        if isinstance(ends, str):
+            raise ValueError(ends)
+        x = image[None].to(torch.float32) / 255.0
+        out: dict[str, list[torch.Tensor]] = {"global": [], "local": [], "group": []}
+        for kind, v, stream in self._streams(epoch, step):
+            keys = torch.tensor([group if kind == "group" else index])
+            y = self._run(x, self.view_ops(kind, v, *image.shape[1:]), stream, keys, 0, ends[kind][v])
+            out[kind].append(y[0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8))
+        return out
+
+    def finish(self, crops: dict[str, list[torch.Tensor]], index: torch.Tensor, epoch: int, step: int = 0,
+               group_index: torch.Tensor | None = None) -> dict[str, list[torch.Tensor]]:
+        """The hybrid path's batched part: the rest of every view's ops on its uint8 crops (B, C,
+        h, w) from :meth:`crop`, then the normalisation."""
+        ends = self.ends
+        assert not isinstance(ends, str)  # crop() refused such views already
+        out: dict[str, list[torch.Tensor]] = {kind: [] for kind in crops}
+        for kind, v, stream in self._streams(epoch, step):
+            keys = group_index if kind == "group" else index
+            out[kind].append(self._make(crops[kind][v], self.ops[kind][v], stream, keys, start=ends[kind][v]))
         return out
 
 
@@ -372,7 +442,60 @@ class DeviceBatches:
             yield batch
 
 
-def refuse(reason: str) -> DataError:
-    """The error of ``[data] batched_views = "on"`` when the batched path cannot be used."""
-    return DataError(f"[data] batched_views = 'on' but the batched view path cannot be used: {reason}; "
-                     "set batched_views = 'auto' (falls back to per-sample views) or 'off'")
+# --- the hybrid path: crops in DataLoader workers, the rest on the device --------------------------
+class WorkerCrops(torch.utils.data.Dataset):
+    """The hybrid path's per-sample part, for splits that do not fit the device or whose images
+    differ in size: a DataLoader worker decodes each image and makes its views' crops
+    (:meth:`BatchedViews.crop`, uint8); :class:`HybridBatches` does the rest on the device."""
+
+    def __init__(self, dataset: ImageDataset, views: BatchedViews) -> None:
+        self.dataset, self.views = dataset, views
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: SampleKey) -> dict[str, Any]:
+        item = self.dataset[key.index]
+        image = item["image"]
+        image = image if isinstance(image, torch.Tensor) else v2.functional.pil_to_tensor(image)
+        if image.dtype != torch.uint8:  # a float tensor in [0, 1] (a third-party dataset)
+            image = image.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+        group = key.position // group_size(key.global_batch, self.views.shared_groups) if self.views.group_ops else 0
+        out: dict[str, Any] = {"index": key.index, "epoch": key.epoch, "step": key.step,
+                               **self.views.crop(image, key.index, key.epoch, key.step, group)}
+        if self.views.group_ops:
+            out["group_index"] = group
+        for extra in ("label", "prior"):
+            if extra in item:
+                out[extra] = item[extra]
+        return out
+
+
+class HybridBatches:
+    """The batches of a DataLoader over :class:`WorkerCrops`, moved to ``device`` and finished
+    there (:meth:`BatchedViews.finish`): the batch contract, as the other paths."""
+
+    def __init__(self, loader: Iterable[dict[str, Any]], views: BatchedViews, device: torch.device) -> None:
+        self.loader, self.views, self.device = loader, views, device
+
+    def __len__(self) -> int:
+        return len(self.loader)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        blocking = self.device.type != "cuda"
+        for batch in self.loader:
+            epoch, step = int(batch.pop("epoch")[0]), int(batch.pop("step")[0])
+            crops = {kind: [c.to(self.device, non_blocking=not blocking) for c in batch.pop(kind)]
+                     for kind in ("global", "local", "group")}
+            batch = {k: v.to(self.device, non_blocking=not blocking) for k, v in batch.items()}
+            batch.update(self.views.finish(crops, batch["index"], epoch, step, batch.get("group_index")))
+            if not self.views.group_ops:
+                batch.pop("group")
+            yield batch
+
+
+def refuse(reason: str, mode: str = "on") -> DataError:
+    """The error of ``[data] batched_views = "on"`` (or ``"hybrid"``) when that path cannot be used."""
+    return DataError(f"[data] batched_views = '{mode}' but the {'hybrid' if mode == 'hybrid' else 'batched'} "
+                     f"view path cannot be used: {reason}; set batched_views = 'auto' (falls back to per-sample "
+                     "views) or 'off'")

@@ -20,11 +20,13 @@ class DataConfig:
     persistent_workers: bool = knob(False, "keep workers alive between loader passes")
     prefetch_factor: int | None = knob(None, "batches prefetched per worker (default: PyTorch's)", min=1)
     train_split: str = knob("train", "dataset split used for self-supervised training")
-    batched_views: Literal["auto", "on", "off"] = knob(
-        "off", "make views on the training device with batched ops from the split decoded once into memory "
-        "(ssl_kit.data.batched): 'on' (an error when it cannot), 'auto' (when every op of the preset has a batched "
-        "form and the split fits a quarter of the free device memory; else per-sample views in DataLoader "
-        "workers), 'off' (per-sample views)"
+    batched_views: Literal["auto", "on", "hybrid", "off"] = knob(
+        "auto", "where views are made (ssl_kit.data.batched; docs/training.md): 'on': the split decoded once into "
+        "memory on the training device and every view made there with batched ops (an error when it cannot); "
+        "'hybrid': images decoded and cropped per sample in DataLoader workers, the rest of the ops batched on the "
+        "device (for splits that do not fit or whose images differ in size); 'auto': 'on' where the preset compiles "
+        "and the split fits a quarter of the free device memory, else 'hybrid' where the preset compiles, else "
+        "per-sample views; 'off': per-sample views (torchvision transforms in DataLoader workers)"
     )
 
 
