@@ -15,11 +15,25 @@ only beyond twice that error.
 The archive is extracted into --work (default .data/, ignored by git) once; the subset is the
 first --per-class files (sorted names) of each class folder, linked into a folder of its own that
 the `image_folder` dataset reads.
+
+`--plot PATH` also writes a PNG: k-NN top-1 against epochs (left) and against training wall
+time (right), one line per row, mean ± standard deviation over the seeds, from the random
+initialisation (epoch 0, time 0) to the end of the run. The trainer evaluates only at the end of
+a run, so with --plot every run saves a checkpoint at the end of each epoch and, after training,
+each one is restored and scored with the same k-NN protocol (the end of the last epoch is the
+run's own evaluation). That costs one more feature extraction of the train and test images per
+epoch and run (what the run's own k-NN evaluation costs), outside the measured train time; the
+checkpoints do not change what is trained. A curve says more than
+the final numbers alone: whether a row is still improving when the budget ends, and, on the
+time axis, what its accuracy costs next to another row's. Epoch e sits at e / epochs of the
+row's mean train time (every epoch does the same work).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
 import json
 import statistics
@@ -29,6 +43,8 @@ from pathlib import Path
 
 import torch
 
+from ssl_kit.build import build_dataset, plan, restore
+from ssl_kit.evaluation import evaluate_run
 from ssl_kit.io import dumps_toml, loads_toml
 from ssl_kit.recipe import load_recipe
 from ssl_kit import train
@@ -104,20 +120,80 @@ def prepare(archive: Path, work: Path, per_class: int, test_per_class: int | Non
     return subset
 
 
-def run(method: str, seed: int, epochs: int, root: Path, out: Path) -> dict:
+def run(method: str, seed: int, epochs: int, root: Path, out: Path, curve: bool = False) -> dict:
     recipe_file = out / f"{method}.toml"
     recipe_file.parent.mkdir(parents=True, exist_ok=True)
     tree = merge(loads_toml(COMMON), loads_toml((ROWS / f"{method}.toml").read_text()))
     tree["data"]["root"] = str(root)
     recipe_file.write_text(dumps_toml(tree))
-    overrides = [f"train.seed={seed}", f"train.epochs={epochs}", f"train.output_dir={out / f'{method}-{seed}'}",
+    run_dir = out / f"{method}-{seed}"
+    overrides = [f"train.seed={seed}", f"train.epochs={epochs}", f"train.output_dir={run_dir}",
                  "eval.baselines=['random_init']", "train.resume=never"]
+    if curve:  # a checkpoint at the end of every epoch, scored after training (epoch_knn)
+        recipe = load_recipe(str(recipe_file), overrides)
+        per_epoch = plan(recipe, len(build_dataset(recipe, recipe.data.train_split)), 1).steps_per_epoch
+        overrides += [f"train.checkpoint_every={per_epoch}", f"train.keep_checkpoints={epochs}"]
     started = time.time()
     results = train(load_recipe(str(recipe_file), overrides))
     trained = results["results"]["trained"]
     others = {k: v for k, v in trained.items() if k != KNN and k.endswith(("_top1", "_score"))}
-    return {"trained": trained[KNN], "random_init": results["results"]["random_init"][KNN], "others": others,
-            "train_seconds": results["train_seconds"], "wall": time.time() - started}
+    row = {"trained": trained[KNN], "random_init": results["results"]["random_init"][KNN], "others": others,
+           "train_seconds": results["train_seconds"], "wall": time.time() - started}
+    if curve:
+        middle = epoch_knn(tree, overrides, run_dir, per_epoch, epochs)
+        row["curve"] = [row["random_init"], *middle, row["trained"]]
+    return row
+
+
+def epoch_knn(tree: dict, overrides: list[str], run_dir: Path, per_epoch: int, epochs: int) -> list[float]:
+    """k-NN top-1 of the checkpoints at the end of epochs 1 .. epochs - 1, with the run's own
+    k-NN settings and features (only the k-NN evaluator, no baseline rows)."""
+    tree = json.loads(json.dumps(tree))
+    settings = tree.get("eval", {})
+    tree["eval"] = {**{k: v for k, v in settings.items() if not isinstance(v, dict) or k == "knn"},
+                    "evaluators": ["knn"], "baselines": [], "extra_features": [], "plots": False}
+    eval_file = run_dir / "epoch-knn.toml"
+    eval_file.write_text(dumps_toml(tree))
+    recipe = load_recipe(str(eval_file), [o for o in overrides if not o.startswith("eval.")])
+    info = build_dataset(recipe, recipe.data.train_split).info
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    scores = []
+    for epoch in range(1, epochs):
+        method, _ = restore(recipe, run_dir / "checkpoints" / f"step_{epoch * per_epoch}", info)
+        with contextlib.redirect_stdout(io.StringIO()):  # evaluate_run prints its table
+            results = evaluate_run(recipe, method.to(device), method.views, run_dir / f"eval-epoch-{epoch}", device)
+        scores.append(results["results"]["trained"][KNN])
+    return scores
+
+
+def plot(table: dict[str, list[dict]], epochs: int, path: Path, title: str) -> None:
+    """k-NN top-1 against epochs and against training wall time, mean ± std over the seeds."""
+    import matplotlib  # only --plot needs it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for i, (method, runs) in enumerate(table.items()):
+        points = list(zip(*(r["curve"] for r in runs)))  # per epoch: one score per seed
+        mean = [statistics.mean(p) for p in points]
+        spread = [statistics.stdev(p) if len(p) > 1 else 0.0 for p in points]
+        seconds = statistics.mean(r["train_seconds"] for r in runs)
+        dodge = 0.04 * (i - (len(table) - 1) / 2)  # rows side by side, their error bars apart
+        for axis, x in ((by_epoch, [e + dodge for e in range(epochs + 1)]),
+                        (by_time, [seconds * e / epochs for e in range(epochs + 1)])):
+            axis.errorbar(x, mean, yerr=spread, marker="o", markersize=4, capsize=3, label=method)
+    by_epoch.set_xlabel("epoch (0: random initialisation)")
+    by_epoch.set_ylabel("k-NN top-1 (%)")
+    by_epoch.xaxis.get_major_locator().set_params(integer=True)
+    by_time.set_xlabel("training wall time (s, mean over seeds)")
+    by_epoch.legend(fontsize="small")
+    for axis in (by_epoch, by_time):
+        axis.grid(alpha=0.3)
+    fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -133,6 +209,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-cifar10-subset"))
     parser.add_argument("--compare", nargs="*", default=[], metavar="A:B", help="rows whose k-NN difference to print")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (run one process per core)")
+    parser.add_argument("--plot", type=Path, default=None, metavar="PATH",
+                        help="write a PNG of k-NN against epochs and train time (scores every epoch's checkpoint)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -140,7 +218,7 @@ def main() -> None:
     table: dict[str, list[dict]] = {}
     for method in args.methods:
         for seed in args.seeds:
-            table.setdefault(method, []).append(run(method, seed, args.epochs, root, args.out))
+            table.setdefault(method, []).append(run(method, seed, args.epochs, root, args.out, curve=args.plot is not None))
             print(json.dumps({"method": method, "seed": seed, **table[method][-1]}), flush=True)
 
     def cell(values: list[float]) -> str:
@@ -148,6 +226,10 @@ def main() -> None:
         return f"{statistics.mean(values):.2f} ± {spread:.2f}"
 
     tests = f"{args.test_per_class * 10:,}" if args.test_per_class else "10,000"
+    if args.plot is not None:
+        plot(table, args.epochs, args.plot, f"CIFAR-10 JPEG copy: {args.per_class * 10:,} train / {tests} test images, "
+             f"seeds {args.seeds}; k-NN cosine k=20 T=0.07, mean ± std")
+        print(f"plot written to {args.plot}")
     print(f"\n{args.per_class * 10} train images (CIFAR-10 JPEG copy), {tests} test images, convnet [32, 64, 128] unless a row says otherwise, "
           f"{args.epochs} epochs, seeds {args.seeds}; k-NN cosine k=20 T=0.07 (solo-learn), mean ± std\n")
     # random init per method: its heads draw from the seed too, and its views may skip normalisation
