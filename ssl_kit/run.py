@@ -30,6 +30,7 @@ from accelerate.state import AcceleratorState
 from ssl_kit.build import build, build_dataset, plan
 from ssl_kit.checkpoint import clean_partial, find_resume
 from ssl_kit.errors import UserError
+from ssl_kit.eval.evaluators import KNNConfig
 from ssl_kit.evaluation import evaluate_run
 from ssl_kit.export import encoder_inputs, export_encoder, write_model_card
 from ssl_kit.hub import check_can_push, push_after_training
@@ -104,6 +105,16 @@ def check_resume(resume: Path | None, max_steps: int, recipe: Recipe) -> None:
                             "train.epochs, or choose another train.output_dir")
 
 
+def check_knn_neighbours(recipe: Recipe, train_images: int) -> None:
+    """A k-NN evaluator's k is at most the evaluation's train split: a larger one would be cut to
+    the split while its results still say k."""
+    for name, cfg in recipe.evaluators.items():
+        too_many = [k for k in getattr(cfg, "k", []) if k > train_images] if isinstance(cfg, KNNConfig) else []
+        if too_many:
+            raise UserError(f"[eval.{name}] k {too_many[0]} is larger than the {train_images} images of the evaluation's "
+                            f"train split '{recipe.eval.train_split}': every k must be at most {train_images}")
+
+
 def check_free_space(run_dir: Path, parts: Any) -> None:
     """A one-line error now, not a cryptic one at the first checkpoint, when the run directory's
     disk cannot hold a checkpoint (the method's tensors, optimizer state up to twice as large, and
@@ -142,9 +153,11 @@ def _run(recipe: Recipe, stack: contextlib.ExitStack) -> dict[str, Any]:
     # changes before the recipe has passed every check, and never while another run uses it
     parts = build(recipe)
     if recipe.eval.enabled:  # the evaluation's splits exist (an image folder without test/ fails now)
+        sizes = {recipe.data.train_split: len(parts.dataset)}
         for split in dict.fromkeys((recipe.eval.train_split, recipe.eval.test_split)):
             if split != recipe.data.train_split:
-                build_dataset(recipe, split)
+                sizes[split] = len(build_dataset(recipe, split))
+        check_knn_neighbours(recipe, sizes[recipe.eval.train_split])
     check_resume(resume, plan(recipe, len(parts.dataset), accelerator.num_processes).max_steps, recipe)
     if main:
         lock = lock_run_dir(run_dir)

@@ -46,6 +46,9 @@ CASES = {
     "recipe is not UTF-8": (lambda t: (t / "r.toml").write_bytes(b"\xff\xfe[method]") and [t / "r.toml"], "not a UTF-8"),
     "unknown backbone": (lambda t: tiny_args(t, "backbone.name=resnet19"), "Did you mean 'resnet18'"),
     "negative workers": (lambda t: tiny_args(t, "data.num_workers=-1"), "'num_workers' must be >= 0"),
+    "k-NN k larger than the evaluation's train split": (
+        lambda t: tiny_args(t, "eval.enabled=true", "eval.evaluators=['knn']", "eval.knn.k=[20,100]"),
+        "k 100 is larger than the 64 images"),
     "batch larger than data": (lambda t: tiny_args(t, "data.batch_size=128"), "larger than the training split"),
     "accumulation too large": (lambda t: tiny_args(t, "train.grad_accumulation=9"), "grad_accumulation 9"),
     "resume path is not a checkpoint": (lambda t: tiny_args(t, f"train.resume={t}"), "not a checkpoint directory"),
