@@ -192,6 +192,26 @@ def test_a_refused_command_leaves_a_finished_run_directory_unchanged(tmp_path, c
     assert snapshot(tmp_path / "run") == before  # recipe.toml, config.json, the model card: as they were
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished run directory of tiny.toml (64 images, 8 steps), made once per test process."""
+    folder = tmp_path_factory.mktemp("finished")
+    assert main(tiny_args(folder)) == 0
+    return folder / "run"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_leaves_an_existing_run_directory_unchanged(tmp_path, capsys, finished_run, case):
+    """Every kind of the battery, run into a finished run directory: refused with one line (the
+    case's own message, or the refusal of a changed recipe that comes first), byte for byte the
+    same directory afterwards."""
+    shutil.copytree(finished_run, tmp_path / "run", symlinks=True)
+    before = snapshot(tmp_path / "run")
+    code, err, lines = run_cli(capsys, CASES[case][0](tmp_path))
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert snapshot(tmp_path / "run") == before
+
+
 def test_a_run_directory_in_use_is_refused_and_free_again_when_its_holder_dies(tmp_path, capsys):
     import subprocess
     import sys
