@@ -212,6 +212,24 @@ def test_bad_input_leaves_an_existing_run_directory_unchanged(tmp_path, capsys, 
     assert snapshot(tmp_path / "run") == before
 
 
+def test_an_output_dir_on_a_read_only_file_system_is_one_line(tmp_path, capsys, monkeypatch):
+    """The tests run as root, which writes anywhere: the file system's answer (EROFS) is simulated
+    at the write probe of ssl_kit.io.make_folder."""
+    import errno
+
+    write_bytes = Path.write_bytes
+
+    def read_only(self, data):
+        if self.name.startswith(".write-test-"):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", read_only)
+    code, err, lines = run_cli(capsys, tiny_args(tmp_path))
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "train.output_dir" in lines[0] and "Read-only file system" in lines[0], err
+
+
 def test_a_run_directory_in_use_is_refused_and_free_again_when_its_holder_dies(tmp_path, capsys):
     import subprocess
     import sys
