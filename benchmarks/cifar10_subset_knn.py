@@ -137,6 +137,9 @@ def run(method: str, seed: int, epochs: int, root: Path, out: Path, curve: bool 
     results = train(load_recipe(str(recipe_file), overrides))
     trained = results["results"]["trained"]
     others = {k: v for k, v in trained.items() if k != KNN and k.endswith(("_top1", "_score"))}
+    for source, table in results["results"].items():  # rows of [eval] extra_features, e.g. trained:backbone
+        if source.startswith("trained:") and KNN in table:
+            others[f"k-NN on {source.removeprefix('trained:')}"] = table[KNN]
     row = {"trained": trained[KNN], "random_init": results["results"]["random_init"][KNN], "others": others,
            "train_seconds": results["train_seconds"], "wall": time.time() - started}
     if curve:

@@ -1,14 +1,22 @@
 """The batch contract: views depend on (seed, epoch, index, view) only; group views on (seed,
 epoch, step, group, view); the presets do what their docstrings (and the papers they cite) say."""
 
+import pickle
+import struct
+
 import pytest
 import torch
+from PIL import Image
+from torch import nn
+from torchvision import tv_tensors
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 from ssl_kit.cli import main
+from ssl_kit.data import sample_ops as S
 from ssl_kit.data import torchvision_sources as tvs
 from ssl_kit.data.sources import FakeConfig, TensorImages, fake
-from ssl_kit.data.presets import BUILTIN_PRESETS
+from ssl_kit.data.presets import BUILTIN_PRESETS, build_transform
 from ssl_kit.data.sampler import EpochBatchSampler
 from ssl_kit.data.views import MultiViewDataset, SampleKey, SharedTransform, multi_view, mix_seed
 from ssl_kit.errors import UserError
@@ -273,3 +281,165 @@ def test_bicubic_crops_of_sharp_edges_stay_in_range_and_never_give_nan(preset):
         for view in batch["global"] + batch["local"]:
             # (blur weights sum to 1 up to rounding: a few ulps above 1 are not an overshoot)
             assert torch.isfinite(view).all() and view.min() >= 0 and view.max() <= 1 + 1e-6
+
+
+# --- the fused per-sample executor (build_transform): torchvision's draws and results ------------
+def plain(transform):
+    """The same transforms run by torchvision's own Compose (what build_transform returned before
+    it fused them)."""
+    return v2.Compose(list(transform.transforms))
+
+
+def sample_images(channels, size=32, n=4):
+    """Random pixels, a flat image, and one-pixel black/white stripes (bicubic overshoot, hue ties)."""
+    images = torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    images[1] = 128
+    images[2] = 0
+    images[2, :, :, ::2] = 255
+    images[2, 0] = 0
+    return images
+
+
+def same_draws_and_views(fused, reference, images, seeds, atol):
+    """Per image and seed: the generator ends in the same state (the same draws, as many) and the
+    views agree to ``atol``."""
+    generator = torch.default_generator
+    with torch.random.fork_rng(devices=[]):
+        for i, image in enumerate(images):
+            for seed in seeds:
+                generator.manual_seed(mix_seed(seed, i))
+                ours = fused(image)
+                after = generator.get_state()
+                generator.manual_seed(mix_seed(seed, i))
+                theirs = reference(image)
+                assert torch.equal(generator.get_state(), after), (seed, i)
+                assert type(ours) is torch.Tensor and ours.shape == theirs.shape
+                torch.testing.assert_close(ours, theirs.as_subclass(torch.Tensor), atol=atol, rtol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("preset", get_registry().names("view_presets"))
+@pytest.mark.parametrize("channels", [3, 1])
+def test_fused_views_equal_torchvision_with_the_same_draws(preset, channels):
+    """Every registered preset: the fused path draws exactly what torchvision draws (so the
+    parameter distributions are torchvision's) and makes the same views to 1e-5."""
+    factory = get_registry().get("view_presets", preset).factory
+    images = sample_images(channels)
+    for kind, view, size, scale in (("global", 0, 32, (0.08, 1.0)), ("global", 1, 24, (0.2, 1.0)),
+                                    ("local", 0, 13, (0.05, 0.4)), ("group", 0, 32, (0.2, 1.0))):
+        ops = factory(ViewContext(kind, view, size, scale, channels))
+        for mean, std in ((None, None), ((0.5,) * channels, (0.25,) * channels)):
+            fused = build_transform(ops, mean, std)
+            same_draws_and_views(fused, plain(fused), images, range(6), atol=1e-5 / (std or (1,))[0])
+
+
+def test_fused_views_of_pil_images_and_pickled_transforms():
+    fused = build_transform(BUILTIN_PRESETS["simclr"](ViewContext("global", 0, 16, (0.08, 1.0), 3)), (0.5,) * 3, (0.25,) * 3)
+    pil = [Image.fromarray(image.permute(1, 2, 0).numpy()) for image in sample_images(3, size=20)]
+    same_draws_and_views(fused, plain(fused), pil, range(8), atol=4e-5)
+    copy = pickle.loads(pickle.dumps(fused))  # DataLoader workers under spawn/forkserver
+    same_draws_and_views(copy, fused, sample_images(3), range(4), atol=0)
+
+
+def test_group_views_take_the_unfused_ops_draws_and_views():
+    ops = BUILTIN_PRESETS["care"](ViewContext("group", 0, 16, (0.2, 1.0), 3))
+    shared = SharedTransform(ops, (0.5,) * 3, (0.25,) * 3, canvas=32)
+    steps = list(shared.transform.transforms)  # what SharedTransform ran before the fused steps
+    generator = torch.default_generator
+    with torch.random.fork_rng(devices=[]):
+        for image in sample_images(3):
+            for seed in range(8):
+                ours = shared(image, seed)
+                theirs = image
+                for k, step in enumerate(steps):
+                    generator.manual_seed(mix_seed(seed, k))
+                    theirs = step(theirs)
+                assert (ours - theirs).abs().max() < 4e-5, seed
+
+
+class InputType(nn.Module):
+    """A third-party op: records what it is given."""
+
+    seen: list = []
+
+    def forward(self, image):
+        InputType.seen.append(type(image))
+        return image * 0.5
+
+
+def test_ops_the_executor_does_not_know_run_as_themselves():
+    ops = [InputType(), v2.RandomRotation(20), v2.RandomApply([v2.RandomInvert(p=1.0)], p=0.5),
+           v2.RandomResizedCrop(12, scale=(0.3, 1.0), interpolation=v2.InterpolationMode.NEAREST),
+           v2.RandomResizedCrop(10, antialias=False), v2.ColorJitter(hue=0.3)]
+    fused = build_transform(ops, None, None)
+    InputType.seen.clear()
+    same_draws_and_views(fused, plain(fused), sample_images(3), range(6), atol=1e-5)
+    assert set(InputType.seen) == {tv_tensors.Image}  # as torchvision's Compose gives it
+    fused.transforms.append(v2.RandomVerticalFlip(p=1.0))  # a changed list is compiled again
+    same_draws_and_views(fused, plain(fused), sample_images(3), range(2), atol=1e-5)
+
+
+def test_hue_outside_the_unit_range_falls_back_to_torchvision():
+    # Bicubic overshoot without ClampUnit: pixels below 0 and above 1, where torchvision's HSV round
+    # trip clamps (or gives NaN); the fused jitter hands those images to torchvision's kernel.
+    ops = [v2.RandomResizedCrop(24, scale=(0.05, 0.3), interpolation=v2.InterpolationMode.BICUBIC),
+           v2.ColorJitter(hue=0.4)]
+    fused = build_transform(ops, None, None)
+    images = sample_images(3)
+    assert not S.in_unit_range(TF.resize(images[2].float() / 255, [96, 96], interpolation=v2.InterpolationMode.BICUBIC))
+    same_draws_and_views(fused, plain(fused), images, range(16), atol=1e-5)
+
+
+def test_p_tests_compare_in_float32_as_torchvision(monkeypatch):
+    # torch.rand(1) >= p compares in float32: a draw equal to float32(0.7) (below 0.7) skips.
+    edge = struct.unpack("f", struct.pack("f", 0.7))[0]
+    monkeypatch.setattr(torch, "rand", lambda *size, **kw: torch.full(size, edge))
+    image = sample_images(3)[0]
+    fused = build_transform([v2.RandomHorizontalFlip(p=0.7)], None, None)
+    unflipped = TF.to_dtype_image(image, torch.float32, scale=True)
+    assert torch.equal(fused(image), plain(fused)(image)) and torch.equal(fused(image), unflipped)
+
+
+# the kernels against torchvision's functional ops at fixed parameters
+@pytest.fixture(scope="module")
+def unit_images():
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    x[1, :, :8] = 0.5  # grey pixels
+    x[1, 1, 8:16] = x[1, 0, 8:16]  # ties between the largest channels
+    x[2] = x[2].round()  # only 0 and 1
+    return x
+
+
+def test_hue_equals_torchvision(unit_images):
+    for factor in torch.linspace(-0.5, 0.5, 21).tolist():
+        for x in unit_images:
+            assert (S.hue(x, factor) - TF.adjust_hue_image(x, factor)).abs().max() < 1e-5, factor
+    assert torch.equal(S.hue(unit_images[0, :1], 0.3), unit_images[0, :1])
+
+
+@pytest.mark.parametrize("kernel", [(3, 3), (5, 5), (9, 9), (3, 7), (23, 23)])
+def test_blur_equals_torchvision(unit_images, kernel):
+    for sigma in (0.1, 0.7, 2.0):
+        ours = S.gaussian_blur(unit_images[0], kernel, (sigma, sigma))
+        assert (ours - TF.gaussian_blur_image(unit_images[0], list(kernel), [sigma, sigma])).abs().max() < 1e-5
+    impulse = torch.zeros(1, 1, 11)
+    impulse[..., 5] = 1.0  # its blur is the kernel
+    weights = TF.gaussian_blur_image(impulse, [5, 1], [1.3, 1.3])[0, 0, 3:8]
+    assert torch.allclose(torch.tensor(S.gaussian_kernel(5, 1.3), dtype=torch.float32), weights, atol=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("antialias", [True, False])
+def test_resized_crop_and_colour_ops_make_torchvision_s_bits(unit_images, mode, antialias):
+    x = unit_images[0]
+    for top, left, h, w, size in ((0, 0, 32, 32, 32), (3, 1, 10, 12, 32), (5, 7, 20, 25, 13), (0, 4, 28, 28, 48)):
+        ours = S.resized_crop(x, top, left, h, w, (size, size), mode, antialias)
+        theirs = TF.resized_crop_image(x, top, left, h, w, [size, size], interpolation=v2.InterpolationMode(mode),
+                                       antialias=antialias)
+        assert torch.equal(ours, theirs)
+    for factor in (0.0, 0.3, 1.0, 1.8):
+        assert torch.equal(S.brightness(x, factor), TF.adjust_brightness_image(x, factor))
+        assert torch.equal(S.contrast(x, factor), TF.adjust_contrast_image(x, factor))
+        assert torch.equal(S.saturation(x, factor), TF.adjust_saturation_image(x, factor))
+        assert torch.equal(S.contrast(x[:1], factor), TF.adjust_contrast_image(x[:1], factor))
+    assert torch.equal(S.grayscale(x).expand_as(x), TF.rgb_to_grayscale_image(x, 3))
+    assert torch.equal(S.solarize(x, 0.5), TF.solarize_image(x, 0.5))

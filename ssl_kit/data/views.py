@@ -77,11 +77,11 @@ class SharedTransform:
         self, ops: list[nn.Module], mean: tuple[float, ...] | None, std: tuple[float, ...] | None, canvas: int
     ) -> None:
         ops = [SharedResizedCrop(op, canvas) if isinstance(op, v2.RandomResizedCrop) else op for op in ops]
-        self.steps = build_transform(ops, mean, std).transforms
+        self.transform = build_transform(ops, mean, std)
 
     def __call__(self, image: Any, seed: int) -> torch.Tensor:
         generator = torch.default_generator  # the caller saves and restores its state
-        for k, step in enumerate(self.steps):
+        for k, step in enumerate(self.transform.steps()):  # one fused step per op (build_transform)
             generator.manual_seed(mix_seed(seed, k))
             image = step(image)
         return image
