@@ -322,11 +322,11 @@ class BatchedViews:
         if isinstance(ends, str):
             raise ValueError(ends)
         x = image[None].to(torch.float32) / 255.0
-        out: dict[str, list[torch.Tensor]] = {"global": [], "local": [], "group": []}
+        out: dict[str, list[torch.Tensor]] = {}
         for kind, v, stream in self._streams(epoch, step):
             keys = torch.tensor([group if kind == "group" else index])
             y = self._run(x, self.view_ops(kind, v, *image.shape[1:]), stream, keys, 0, ends[kind][v])
-            out[kind].append(y[0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8))
+            out.setdefault(kind, []).append(to_uint8(y[0]))
         return out
 
     def finish(self, crops: dict[str, list[torch.Tensor]], index: torch.Tensor, epoch: int, step: int = 0,
@@ -359,6 +359,16 @@ class DeviceSplit:
 
 class _NotUniform(Exception):
     pass
+
+
+def to_uint8(image: Any) -> torch.Tensor:
+    """A PIL image or an image tensor as uint8 (C, H, W); a float tensor is read as values in [0, 1]
+    and rounded to the nearest of the 256 levels."""
+    if not isinstance(image, torch.Tensor):
+        return v2.functional.pil_to_tensor(image)
+    if image.dtype == torch.uint8:
+        return image
+    return image.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def _as_uint8(image: Any) -> torch.Tensor:
@@ -456,10 +466,7 @@ class WorkerCrops(torch.utils.data.Dataset):
 
     def __getitem__(self, key: SampleKey) -> dict[str, Any]:
         item = self.dataset[key.index]
-        image = item["image"]
-        image = image if isinstance(image, torch.Tensor) else v2.functional.pil_to_tensor(image)
-        if image.dtype != torch.uint8:  # a float tensor in [0, 1] (a third-party dataset)
-            image = image.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+        image = to_uint8(item["image"])  # a float tensor in [0, 1] from a third-party dataset too
         group = key.position // group_size(key.global_batch, self.views.shared_groups) if self.views.group_ops else 0
         out: dict[str, Any] = {"index": key.index, "epoch": key.epoch, "step": key.step,
                                **self.views.crop(image, key.index, key.epoch, key.step, group)}
@@ -486,11 +493,10 @@ class HybridBatches:
         for batch in self.loader:
             epoch, step = int(batch.pop("epoch")[0]), int(batch.pop("step")[0])
             crops = {kind: [c.to(self.device, non_blocking=not blocking) for c in batch.pop(kind)]
-                     for kind in ("global", "local", "group")}
+                     for kind in ("global", "local", "group") if kind in batch}
             batch = {k: v.to(self.device, non_blocking=not blocking) for k, v in batch.items()}
             batch.update(self.views.finish(crops, batch["index"], epoch, step, batch.get("group_index")))
-            if not self.views.group_ops:
-                batch.pop("group")
+            batch.setdefault("local", [])  # the batch contract: a (possibly empty) list of local views
             yield batch
 
 
