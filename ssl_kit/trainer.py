@@ -7,8 +7,8 @@ are :mod:`ssl_kit.run`'s). It writes into the run directory::
     checkpoints/       resumable checkpoints (ssl_kit.checkpoint)
 
 One iteration of the loop is one optimizer step: ``grad_accumulation`` micro-batches, forward and
-backward (gradients synchronised across processes on the last one only), a check that the loss
-is finite on every process, the optimizer and schedule step, the method's ``after_step`` (EMA,
+backward (gradients synchronised across processes on the last one only), a check that the losses
+were finite on every process (the step's one device sync), the optimizer and schedule step, the method's ``after_step`` (EMA,
 queues), logging and, when due, a checkpoint.
 """
 
@@ -173,24 +173,26 @@ def fit(parts: Components, accelerator: Accelerator, run_dir: Path, resume: Path
             raise UserError(f"the launcher of this process (pid {launcher}) is gone; stopping at step {step} "
                             "(the last checkpoint is intact: run the same command to resume)")
         # forward and backward over the micro-batches of one optimizer step; gradients
-        # accumulate locally and are all-reduced across processes on the last micro-batch only
-        nonfinite = False
+        # accumulate locally and are all-reduced across processes on the last micro-batch only.
+        # Whether every loss was finite is read once per step, after the last backward: one
+        # device sync (and one collective), with the backward already queued
+        finite, terms = torch.ones((), dtype=torch.bool, device=device), []
         for micro in range(p.accumulation):
             batch = _to_device(next(batches), device, cfg.channels_last)
             with accelerator.no_sync(model) if micro < p.accumulation - 1 else contextlib.nullcontext():
                 with accelerator.autocast():
                     out = model(batch)
-                if any_process(~torch.isfinite(out["loss"].detach()), device):  # every rank must agree
-                    if not cfg.skip_nonfinite:
-                        terms = {k: float(v) for k, v in _scalars(out).items()}
-                        raise UserError(f"non-finite loss at step {step + 1} (loss terms: {terms}); the last "
-                                        "checkpoint is intact. Lower optim.lr and start afresh in a new train.output_dir (a resumed run "
-                                        "keeps its schedule), or set train.skip_nonfinite = true")
-                    nonfinite = True
-                else:
-                    objective = out["loss"] + out[LOSS] if LOSS in out else out["loss"]
-                    accelerator.backward(objective / p.accumulation)
+                objective = out["loss"] + out[LOSS] if LOSS in out else out["loss"]
+                accelerator.backward(objective / p.accumulation)
+            finite = finite & torch.isfinite(out["loss"].detach())
+            terms.append(_scalars(out))
             images += p.global_batch
+        nonfinite = any_process(~finite, device)  # every rank must agree
+        if nonfinite and not cfg.skip_nonfinite:
+            bad = next((t for t in terms if not torch.isfinite(t["loss"])), terms[-1])  # this rank's, if any
+            raise UserError(f"non-finite loss at step {step + 1} (loss terms: { {k: float(v) for k, v in bad.items()} }); "
+                            "the last checkpoint is intact. Lower optim.lr and start afresh in a new train.output_dir "
+                            "(a resumed run keeps its schedule), or set train.skip_nonfinite = true")
 
         # update, then the method's after_step (EMA, queues); a step with a non-finite loss is
         # skipped whole (the schedule still advances)
@@ -224,9 +226,11 @@ def fit(parts: Components, accelerator: Accelerator, run_dir: Path, resume: Path
             if cfg.trackers:
                 accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
 
-        # checkpoint every checkpoint_every steps, or when checkpoint_minutes passed on any process
+        # checkpoint every checkpoint_every steps, or when checkpoint_minutes passed on any process;
+        # the clock is read at log steps only, where the log synchronises anyway (a collective
+        # every step would stall the device for a check that matters once in minutes)
         due = cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0
-        if cfg.checkpoint_minutes > 0:
+        if cfg.checkpoint_minutes > 0 and step % cfg.log_every == 0:
             due = any_process(due or time.time() - last_save > 60 * cfg.checkpoint_minutes, device)
         if due and step < p.max_steps:
             checkpoint()

@@ -81,7 +81,7 @@ class PoisonsBatchNormAtStep3(SimCLR):
         PoisonsBatchNormAtStep3.calls += 1
         if PoisonsBatchNormAtStep3.calls == 3:
             bn = next(m for m in self.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
-            bn.running_var.fill_(math.nan)
+            bn.running_var.data.fill_(math.nan)  # .data: as batch norm's own update, outside autograd's version count
             return {"loss": out["loss"] * math.nan}
         return out
 

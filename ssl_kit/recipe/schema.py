@@ -69,7 +69,7 @@ class TrainConfig:
     progress: bool = knob(True, "show a progress bar on the main process")
     export: bool = knob(True, "export the evaluated encoder at the end (export/ in the run directory)")
     checkpoint_every: int = knob(500, "save a resumable checkpoint every N optimizer steps (0: only at the end)", min=0)
-    checkpoint_minutes: float = knob(30.0, "also save when this many minutes passed since the last save (0: off)", min=0)
+    checkpoint_minutes: float = knob(30.0, "also save when this many minutes passed since the last save, checked at each log step (every train.log_every steps; 0: off)", min=0)
     keep_checkpoints: int = knob(2, "keep the newest K checkpoints", min=1)
     resume: str = knob(
         "auto", "'auto': continue from the newest checkpoint of the run directory if any; 'never'; or a checkpoint path"
