@@ -1,23 +1,21 @@
 """Both digits recipes learn: the mean trained k-NN over seeds 0, 1, 2 beats the mean of the
 zero-gradient control over the same seeds by at least 0.5 points, and the gain comes from the
-loss's direction: the same run with its loss sign-flipped (seed 0: the same initialisation, views
-and data order) ends at least 0.5 points below the trained seed-0 run.
+loss's direction: the same runs with the loss sign-flipped (the same initialisations, views and
+data order) end, on the mean over seeds 0, 1, 2, at least 1 point below the trained runs.
 
 Not the issue's form of the flip check ("the flipped run does not beat the zero-gradient control
-by 0.5"): with this recipe's encoder (global pooling, weak at random initialisation: its k-NN
-varies from 91.9 to 94.1 over the seeds) the flipped runs end 0.7 and 0.9 points above the control
-mean, below the trained runs (plugin README: the numbers, and the two designs tried to push the
-flip under the control: longer flipped runs, a strong initial encoder). Whether the prior recipe beats the
-plain one is measured, not asserted (it does not here; README).
+by 0.5"). Negated, this loss is no collapse-only objective: -log mean exp(-t ||mu_i - mu_j||^2)
+pulls centroids together with weights exp(-t ||mu_i - mu_j||^2), nearest pairs most, a soft
+clustering of neighbours that a k-NN rewards a little before the projector's output collapses.
+Over seeds 0-11 the flipped runs end 0.66 (plain) and 0.54 (prior) points above the control at the
+evaluated layer (paired standard error about 0.4), 2.3 and 2.6 points below the trained runs;
+a collapse without that weighting (every output pulled onto one fixed direction) ends 0.49 below
+the control (plugin README: the numbers). A 0.5 bound on flipped - control would test noise.
 
 The zero-gradient control (ssl_kit.testing.no_gradient_plugin: the same forward, the loss times 0)
 moves only batch-norm running statistics. It runs the plain recipe, and is the control of both:
 the two recipes share the images, their order, the views, the network and its initialisation
 (checked below), and with a zero loss the kernel changes nothing.
-
-The sign flip is no symmetry here: the loss depends on the centroids through their pairwise
-distances only, and maximising it pulls every centroid onto the others (collapse) and the views
-of an image apart; nothing in the network can undo it.
 
 Runs are cached per session in a file shared by the pytest-xdist workers (one lock per run), so
 the control and each recipe's trained runs are computed once. Measured numbers: the plugin README.
@@ -39,6 +37,7 @@ from ssl_kit.testing import first_batch, no_gradient_plugin, sign_flipped_plugin
 KEY = "knn_cosine_k20_t0.07_top1"
 SEEDS = (0, 1, 2)
 MARGIN = 0.5
+FLIP_GAP = 1.0  # measured over seeds 0-11: 2.3 (plain) and 2.6 (prior)
 PLAIN, PRIOR = "decoupled-uniformity-digits", "decoupled-uniformity-digits-prior"
 
 
@@ -108,8 +107,8 @@ def test_digits_recipe_beats_the_zero_gradient_run_by_half_a_point(shared, recip
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", [PLAIN, PRIOR])
-def test_digits_recipe_with_its_loss_sign_flipped_ends_below_the_trained_run(shared, recipe):
-    flipped, trained = runs(shared, recipe, "flipped", seeds=(0,)), runs(shared, recipe)
-    print(f"{recipe}: flipped seed 0 {flipped[0]:.2f}, trained seed 0 {trained[0]:.2f}, "
-          f"zero-gradient mean {zero_gradient(shared):.2f}")
-    assert flipped[0] + MARGIN <= trained[0], (flipped, trained)
+def test_digits_recipe_with_its_loss_sign_flipped_ends_a_point_below_the_trained_runs(shared, recipe):
+    flipped, trained = statistics.mean(runs(shared, recipe, "flipped")), statistics.mean(runs(shared, recipe))
+    print(f"{recipe}, means over seeds {SEEDS}: flipped {flipped:.2f}, trained {trained:.2f}, "
+          f"zero-gradient {zero_gradient(shared):.2f}")
+    assert flipped + FLIP_GAP <= trained, (flipped, trained)
