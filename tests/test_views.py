@@ -229,6 +229,17 @@ def test_care_blurs_with_a_fixed_3px_kernel_and_byol_never_blurs():
             assert not any(isinstance(op, v2.GaussianBlur) for op, _ in ops_of(preset, size=size))
 
 
+def test_simclr_cifar_is_simclrs_list_at_colour_strength_half_without_blur():
+    """SimCLR's CIFAR-10 views: colour distortion strength 0.5 (0.8 s, 0.8 s, 0.8 s, 0.2 s), no blur."""
+    def jitter(preset):
+        return [(op.brightness, op.contrast, op.saturation, op.hue, q) for op, q in ops_of(preset)
+                if isinstance(op, v2.ColorJitter)]
+    assert jitter("simclr_cifar") == [((0.6, 1.4), (0.6, 1.4), (0.6, 1.4), (-0.1, 0.1), 0.8)]
+    assert not any(isinstance(op, v2.GaussianBlur) for op, _ in ops_of("simclr_cifar"))
+    strong = [type(op) for op, _ in ops_of("simclr") if not isinstance(op, v2.GaussianBlur)]
+    assert [type(op) for op, _ in ops_of("simclr_cifar")] == strong
+
+
 def test_byol_solarizes_only_the_second_global_view():
     def solarize(kind, view):
         return [(op.threshold, op.p) for op, _ in ops_of("byol", kind, view) if isinstance(op, v2.RandomSolarize)]
@@ -267,7 +278,7 @@ def test_views_normalise_with_the_dataset_statistics():
     assert torch.allclose(raw["global"][0][0, :, 0, 0], torch.tensor(mean), atol=0.003)
 
 
-@pytest.mark.parametrize("preset", ["simclr", "mocov2", "byol", "relic", "care", "decoupled_uniformity"])
+@pytest.mark.parametrize("preset", ["simclr", "simclr_cifar", "mocov2", "byol", "relic", "care", "decoupled_uniformity"])
 def test_bicubic_crops_of_sharp_edges_stay_in_range_and_never_give_nan(preset):
     # Black and white stripes one pixel wide: bicubic upsampling overshoots below 0 and above 1,
     # and colour jitter's hue step turned such pixels into NaN before the crop was clamped.

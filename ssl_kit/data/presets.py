@@ -57,6 +57,13 @@ def preset_simclr(ctx: ViewContext) -> list[nn.Module]:
     return _crop(ctx) + _color_ops(ctx, (0.8, 0.8, 0.8, 0.2)) + [_blur(ctx.size, 0.5)]
 
 
+def preset_simclr_cifar(ctx: ViewContext) -> list[nn.Module]:
+    """SimCLR's CIFAR-10 augmentation (Chen et al. 2020, appendix B.9; the released CIFAR-10 command,
+    ``--color_jitter_strength=0.5 --use_blur=False``): crop (scale 0.08-1, bicubic), flip, colour
+    jitter of strength 0.5 (0.4, 0.4, 0.4, 0.1) at p 0.8, grayscale p 0.2, no blur."""
+    return _crop(ctx) + _color_ops(ctx, (0.4, 0.4, 0.4, 0.1))
+
+
 def preset_mocov2(ctx: ViewContext) -> list[nn.Module]:
     """MoCo v2's augmentation as solo-learn's ``symmetric_weak`` preset: SimCLR's with weaker colour
     jitter (0.4, 0.4, 0.4, 0.1)."""
@@ -119,6 +126,7 @@ def preset_none(ctx: ViewContext) -> list[nn.Module]:
 
 BUILTIN_PRESETS: dict[str, Callable[[ViewContext], list[nn.Module]]] = {
     "simclr": preset_simclr,
+    "simclr_cifar": preset_simclr_cifar,
     "mocov2": preset_mocov2,
     "byol": preset_byol,
     "relic": preset_relic,
