@@ -10,7 +10,9 @@ A method row is a file benchmarks/methods/<row>.toml: the recipe tables in which
 the shared settings below (usually [method] and [views]; also [backbone], [optim] or [eval] keys),
 deep-merged over them. Plugins' rows need their plugin installed (pip install -e plugins/<name>).
 `--compare a:b` prints the difference of the means with its standard error; a difference counts
-only beyond twice that error.
+only beyond twice that error. `--set key=value ...` overrides recipe keys of every row (after its
+file), e.g. `--set backbone.output_grid=1` for the global pooling of the sections measured before
+2026-12-07, or one ablation step: `--methods simclr --epochs 5 --set views.preset=mocov2`.
 
 The archive is extracted into --work (default .data/, ignored by git) once; the subset is the
 first --per-class files (sorted names) of each class folder, linked into a folder of its own that
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import math
 import json
@@ -57,7 +60,7 @@ COMMON = """
 name = "convnet"
 channels = [32, 64, 128]
 pool_after = [0, 1]
-output_grid = 1
+output_grid = 2   # the last 8 x 8 map pooled to 2 x 2 (512 features); 1 (global pooling) until 2026-12-07
 [data]
 name = "image_folder"
 root = ""
@@ -120,14 +123,18 @@ def prepare(archive: Path, work: Path, per_class: int, test_per_class: int | Non
     return subset
 
 
-def run(method: str, seed: int, epochs: int, root: Path, out: Path, curve: bool = False) -> dict:
-    recipe_file = out / f"{method}.toml"
+def run(method: str, seed: int, epochs: int, root: Path, out: Path, curve: bool = False,
+        settings: tuple[str, ...] = (), tag: str = "") -> dict:
+    """Train row ``method`` (with the ``settings`` overrides over it) for one seed; return its
+    k-NN scores. ``tag`` names the run's folder (settings that differ need folders that differ)."""
+    name = f"{method}{'-' + tag if tag else ''}"
+    recipe_file = out / f"{name}.toml"
     recipe_file.parent.mkdir(parents=True, exist_ok=True)
     tree = merge(loads_toml(COMMON), loads_toml((ROWS / f"{method}.toml").read_text()))
     tree["data"]["root"] = str(root)
     recipe_file.write_text(dumps_toml(tree))
-    run_dir = out / f"{method}-{seed}"
-    overrides = [f"train.seed={seed}", f"train.epochs={epochs}", f"train.output_dir={run_dir}",
+    run_dir = out / f"{name}-{seed}"
+    overrides = [*settings, f"train.seed={seed}", f"train.epochs={epochs}", f"train.output_dir={run_dir}",
                  "eval.baselines=['random_init']", "train.resume=never"]
     if curve:  # a checkpoint at the end of every epoch, scored after training (epoch_knn)
         recipe = load_recipe(str(recipe_file), overrides)
@@ -211,6 +218,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-cifar10-subset"))
     parser.add_argument("--compare", nargs="*", default=[], metavar="A:B", help="rows whose k-NN difference to print")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="settings",
+                        help="recipe overrides applied to every row (after its file), e.g. optim.lr=2e-3")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (run one process per core)")
     parser.add_argument("--plot", type=Path, default=None, metavar="PATH",
                         help="write a PNG of k-NN against epochs and train time (scores every epoch's checkpoint)")
@@ -218,10 +227,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     root = prepare(args.archive, args.work, args.per_class, args.test_per_class)
+    tag = hashlib.sha1(" ".join(args.settings).encode()).hexdigest()[:10] if args.settings else ""
     table: dict[str, list[dict]] = {}
     for method in args.methods:
         for seed in args.seeds:
-            table.setdefault(method, []).append(run(method, seed, args.epochs, root, args.out, curve=args.plot is not None))
+            table.setdefault(method, []).append(run(method, seed, args.epochs, root, args.out, curve=args.plot is not None,
+                                                          settings=tuple(args.settings), tag=tag))
             print(json.dumps({"method": method, "seed": seed, **table[method][-1]}), flush=True)
 
     def cell(values: list[float]) -> str:
@@ -233,8 +244,9 @@ def main() -> None:
         plot(table, args.epochs, args.plot, f"CIFAR-10 JPEG copy: {args.per_class * 10:,} train / {tests} test images, "
              f"seeds {args.seeds}; k-NN cosine k=20 T=0.07, mean ± std")
         print(f"plot written to {args.plot}")
-    print(f"\n{args.per_class * 10} train images (CIFAR-10 JPEG copy), {tests} test images, convnet [32, 64, 128] unless a row says otherwise, "
-          f"{args.epochs} epochs, seeds {args.seeds}; k-NN cosine k=20 T=0.07 (solo-learn), mean ± std\n")
+    print(f"\n{args.per_class * 10} train images (CIFAR-10 JPEG copy), {tests} test images, convnet [32, 64, 128] with a 2 x 2 output grid unless a row or --set says otherwise, "
+          f"{args.epochs} epochs, seeds {args.seeds}; k-NN cosine k=20 T=0.07 (solo-learn), mean ± std"
+          + (f"; every row with {' '.join(args.settings)}" if args.settings else "") + "\n")
     # random init per method: its heads draw from the seed too, and its views may skip normalisation
     print("| method | random init k-NN top-1 | trained k-NN top-1 | other metrics (trained) | train time per run |")
     print("|---|---|---|---|---|")
