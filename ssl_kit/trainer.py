@@ -139,6 +139,7 @@ def fit(parts: Components, accelerator: Accelerator, run_dir: Path, resume: Path
     # wrap for the distributed engine (DeepSpeed's steps inside accelerator.backward and needs the
     # micro-batch size)
     deepspeed = accelerator.state.deepspeed_plugin
+    steps_in_backward = deepspeed is not None
     if deepspeed is not None:
         deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = p.global_batch // world
         deepspeed.deepspeed_config["gradient_accumulation_steps"] = 1
@@ -175,18 +176,21 @@ def fit(parts: Components, accelerator: Accelerator, run_dir: Path, resume: Path
         # forward and backward over the micro-batches of one optimizer step; gradients
         # accumulate locally and are all-reduced across processes on the last micro-batch only.
         # Whether every loss was finite is read once per step, after the last backward: one
-        # device sync (and one collective), with the backward already queued
+        # device sync (and one collective), with the backward already queued. DeepSpeed steps
+        # its optimizer inside accelerator.backward, so there the check comes before it.
         finite, terms = torch.ones((), dtype=torch.bool, device=device), []
         for micro in range(p.accumulation):
             batch = _to_device(next(batches), device, cfg.channels_last)
+            images += p.global_batch
             with accelerator.no_sync(model) if micro < p.accumulation - 1 else contextlib.nullcontext():
                 with accelerator.autocast():
                     out = model(batch)
+                finite = finite & torch.isfinite(out["loss"].detach())
+                terms.append(_scalars(out))
+                if steps_in_backward and any_process(~finite, device):
+                    break  # (grad_accumulation is 1 under DeepSpeed)
                 objective = out["loss"] + out[LOSS] if LOSS in out else out["loss"]
                 accelerator.backward(objective / p.accumulation)
-            finite = finite & torch.isfinite(out["loss"].detach())
-            terms.append(_scalars(out))
-            images += p.global_batch
         nonfinite = any_process(~finite, device)  # every rank must agree
         if nonfinite and not cfg.skip_nonfinite:
             bad = next((t for t in terms if not torch.isfinite(t["loss"])), terms[-1])  # this rank's, if any
