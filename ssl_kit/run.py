@@ -109,7 +109,7 @@ def check_knn_neighbours(recipe: Recipe, train_images: int) -> None:
     """A k-NN evaluator's k is at most the evaluation's train split: a larger one would be cut to
     the split while its results still say k."""
     for name, cfg in recipe.evaluators.items():
-        too_many = [k for k in getattr(cfg, "k", []) if k > train_images] if isinstance(cfg, KNNConfig) else []
+        too_many = [k for k in cfg.k if k > train_images] if isinstance(cfg, KNNConfig) else []
         if too_many:
             raise UserError(f"[eval.{name}] k {too_many[0]} is larger than the {train_images} images of the evaluation's "
                             f"train split '{recipe.eval.train_split}': every k must be at most {train_images}")

@@ -372,11 +372,10 @@ def to_uint8(image: Any) -> torch.Tensor:
 
 
 def _as_uint8(image: Any) -> torch.Tensor:
-    if isinstance(image, torch.Tensor):
-        if image.dtype != torch.uint8:
-            raise _NotUniform(f"images of dtype {image.dtype}")
-        return image
-    return v2.functional.pil_to_tensor(image)
+    """:func:`to_uint8` for the whole split, which keeps its images as they are: a float tensor is refused."""
+    if isinstance(image, torch.Tensor) and image.dtype != torch.uint8:
+        raise _NotUniform(f"images of dtype {image.dtype}")
+    return to_uint8(image)
 
 
 def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -176,15 +176,18 @@ class _FusedCompose(v2.Compose):
     def forward(self, *inputs: Any) -> Any:
         if len(inputs) != 1:
             return super().forward(*inputs)
-        x = inputs[0]
-        for step in self.steps():
-            x = step(x)
-        return x
+        return _run_steps(self.steps(), inputs[0])
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state["_steps"] = None
         return state
+
+
+def _run_steps(steps: list[Step], x: Any) -> Any:
+    for step in steps:
+        x = step(x)
+    return x
 
 
 def _float32(p: float) -> float:
@@ -294,22 +297,10 @@ def _step(op: Callable) -> Step:
     kind = type(op)
     if kind in (v2.Compose, _FusedCompose):
         inner = [_step(t) for t in op.transforms]
-
-        def compose(x: Any) -> Any:
-            for s in inner:
-                x = s(x)
-            return x
-        return compose
+        return lambda x: _run_steps(inner, x)
     if kind is v2.RandomApply:
         inner = [_step(t) for t in op.transforms]
-
-        def apply(x: Any) -> Any:
-            if _skips(op.p):
-                return x
-            for s in inner:
-                x = s(x)
-            return x
-        return apply
+        return lambda x: x if _skips(op.p) else _run_steps(inner, x)
     if kind is v2.ToImage:
         return lambda x: x if type(x) is torch.Tensor and x.ndim >= 3 else fallback(x)
     if kind is v2.ToDtype and isinstance(op.dtype, torch.dtype):
